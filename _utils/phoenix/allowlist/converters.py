@@ -1,0 +1,141 @@
+"""The one table of Flask/Werkzeug converters: how each one's value is matched in NGINX (PCRE).
+
+Werkzeug's converter objects carry their own ``regex``; most can be used as they are. The table
+records what the regex alone does not say (``fixed_digits`` lives in ``to_python``) and where NGINX
+is knowingly looser or stricter than Werkzeug, so those differences are written down in one place.
+A converter that is not in the table is a custom converter: its own ``regex`` is used, after a check
+that a converter Werkzeug matches inside one path segment cannot swallow a ``/`` in NGINX.
+"""
+
+from __future__ import annotations
+
+import re
+import re._constants as _sc  # noqa: PLC2701 - the parser is the only exact way to read a regex
+import re._parser as _sp  # noqa: PLC2701
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import RuleError
+
+
+@dataclass(frozen=True)
+class ConverterSpec:
+    """How one Werkzeug converter class becomes a PCRE fragment."""
+
+    name: str
+    regex: Callable[[dict[str, Any]], str]
+    #: differences to Werkzeug that NGINX cannot express (shown in the state's comment)
+    note: str = ""
+
+
+def _given(conv: dict[str, Any]) -> str:
+    return conv["regex"]
+
+
+def _integer(conv: dict[str, Any]) -> str:
+    args = conv.get("args", {})
+    digits = args.get("fixed_digits") or 0
+    sign = "-?" if args.get("signed") else ""
+    # Werkzeug checks fixed_digits in to_python; NGINX checks it in the regex (same effect)
+    return f"{sign}[0-9]{{{int(digits)}}}" if digits else f"{sign}[0-9]+"
+
+
+#: class name (Werkzeug's own classes only) -> spec
+CONVERTERS: dict[str, ConverterSpec] = {
+    "UnicodeConverter": ConverterSpec(
+        "string", _given, "length/minlength/maxlength count characters (PCRE UTF mode)"
+    ),
+    "PathConverter": ConverterSpec("path", _given),
+    "IntegerConverter": ConverterSpec(
+        "int", _integer, "min/max are checked by the app, not NGINX; only ASCII digits pass NGINX"
+    ),
+    "FloatConverter": ConverterSpec(
+        "float",
+        lambda c: ("-?" if c.get("args", {}).get("signed") else "") + r"[0-9]+\.[0-9]+",
+        "min/max are checked by the app, not NGINX; only ASCII digits pass NGINX",
+    ),
+    "UUIDConverter": ConverterSpec("uuid", _given),
+    "AnyConverter": ConverterSpec("any", _given),
+}
+
+
+def pcre_fragment(variable: str, conv: dict[str, Any], rule: str) -> tuple[str, list[str]]:
+    """Return ``(regex, notes)`` for one converter of ``rule`` as reported by the extractor."""
+    notes: list[str] = []
+    spec = CONVERTERS.get(conv["class"]) if conv.get("module", "").startswith("werkzeug.") else None
+    if spec is not None:
+        regex = spec.regex(conv)
+        args = conv.get("args", {})
+        if spec.note and (args.get("min") is not None or args.get("max") is not None):
+            notes.append(f"{rule}: <{variable}> min/max are enforced by the app only")
+    else:
+        regex = conv["regex"]
+        if conv.get("part_isolating", True) and can_match_slash(regex):
+            raise RuleError(
+                f"rule {rule!r}: converter {conv['class']} for <{variable}> has regex {regex!r}, which can "
+                "match '/', but Werkzeug matches it inside one path segment; NGINX would let more "
+                "through. Give the converter a regex without '/' (e.g. [^/]+) or part_isolating = False."
+            )
+    try:
+        re.compile(regex)
+    except re.error as exc:
+        raise RuleError(f"rule {rule!r}: converter regex {regex!r} for <{variable}> does not compile: {exc}")
+    return f"(?:{_strip_named_groups(regex)})", notes
+
+
+_NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
+
+
+def _strip_named_groups(regex: str) -> str:
+    """Named groups would set NGINX variables and numbered captures; we only need the match."""
+    return _NAMED_GROUP.sub("(?:", regex)
+
+
+def can_match_slash(regex: str) -> bool:
+    """True when ``regex`` could consume a ``/`` (read from Python's own regex parser)."""
+    try:
+        tree = _sp.parse(regex)
+    except re.error:
+        return True
+    return _items_can_match_slash(tree)
+
+
+_SLASH = ord("/")
+
+
+def _class_item_has_slash(op, av) -> bool:
+    if op is _sc.LITERAL:
+        return av == _SLASH
+    if op is _sc.RANGE:
+        return av[0] <= _SLASH <= av[1]
+    if op is _sc.CATEGORY:
+        return av in (_sc.CATEGORY_NOT_DIGIT, _sc.CATEGORY_NOT_WORD, _sc.CATEGORY_NOT_SPACE)
+    return False
+
+
+def _items_can_match_slash(items) -> bool:
+    for op, av in items:
+        if op is _sc.ANY:
+            return True
+        if op is _sc.LITERAL and av == _SLASH:
+            return True
+        if op is _sc.NOT_LITERAL and av != _SLASH:
+            return True
+        if op is _sc.IN:
+            negate = bool(av) and av[0][0] is _sc.NEGATE
+            members = av[1:] if negate else av
+            has = any(_class_item_has_slash(o, a) for o, a in members)
+            if has != negate:
+                return True
+        if op is _sc.CATEGORY and _class_item_has_slash(op, av):
+            return True
+        if op in (_sc.MAX_REPEAT, _sc.MIN_REPEAT, getattr(_sc, "POSSESSIVE_REPEAT", None)):
+            if _items_can_match_slash(av[2]):
+                return True
+        if op is _sc.SUBPATTERN and _items_can_match_slash(av[-1]):
+            return True
+        if op is _sc.BRANCH and any(_items_can_match_slash(b) for b in av[1]):
+            return True
+        if op is getattr(_sc, "ATOMIC_GROUP", None) and _items_can_match_slash(av):
+            return True
+    return False

@@ -1,0 +1,195 @@
+"""Stand-alone route extractor, run by the *app's own* Python interpreter.
+
+    /srv/app/venv/bin/python extract_routes.py 'package.module:app'
+    /srv/app/venv/bin/python extract_routes.py 'package.module:create_app("prod")'
+
+It imports the app (from the working directory), reads ``app.url_map`` and prints one JSON
+document on stdout. It imports nothing from Phoenix or Salt: the app's virtualenv has neither.
+Werkzeug's own parse of every rule (``Rule._trace`` and ``Rule._converters``) is reported, not a
+re-parse, so the rule syntax is always the one the app uses. Anything the app prints while it is
+imported goes to stderr, so it cannot corrupt the JSON.
+
+Exit codes: 0 routes printed; 2 bad spec; 3 the app failed to import or to build; 4 not a Flask/
+Werkzeug app. On failure the JSON document is ``{"error": {"kind": ..., "message": ..., "detail": ...}}``.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+SCHEMA = 1
+
+
+def _fail(out, code: int, kind: str, message: str, detail: str = "") -> None:
+    out.write(json.dumps({"schema": SCHEMA, "error": {"kind": kind, "message": message, "detail": detail}}))
+    out.flush()
+    sys.exit(code)
+
+
+def _parse_spec(spec: str):
+    """``module``, ``module:attr`` or ``module:factory(literal, args)`` -> (module, attr, args, kwargs, call)."""
+    module, _, attr = spec.partition(":")
+    if not module or not all(p.isidentifier() for p in module.split(".")):
+        raise ValueError(f"module part {module!r} is not a dotted Python name")
+    if not attr:
+        return module, None, (), {}, False
+    try:
+        expr = ast.parse(attr.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise ValueError(f"attribute part {attr!r} is not a name or a call: {exc.msg}") from None
+    if isinstance(expr, ast.Name):
+        return module, expr.id, (), {}, False
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+        try:
+            args = tuple(ast.literal_eval(a) for a in expr.args)
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in expr.keywords}
+        except ValueError:
+            raise ValueError(f"factory arguments in {attr!r} must be Python literals") from None
+        return module, expr.func.id, args, kwargs, True
+    raise ValueError(f"attribute part {attr!r} must be a name or a factory call like create_app()")
+
+
+def _find_app(mod, attr, args, kwargs, call, factory: bool):
+    if attr is None:
+        for name in ("app", "application"):
+            if hasattr(mod, name):
+                return getattr(mod, name)
+        for name in ("create_app", "make_app"):
+            if callable(getattr(mod, name, None)):
+                return getattr(mod, name)()
+        raise LookupError(f"module {mod.__name__!r} has no 'app', 'application', 'create_app' or 'make_app'")
+    if not hasattr(mod, attr):
+        raise LookupError(f"module {mod.__name__!r} has no attribute {attr!r}")
+    obj = getattr(mod, attr)
+    if call or factory:
+        obj = obj(*args, **kwargs)
+    return obj
+
+
+def _jsonable(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+def _converter(conv) -> dict:
+    cls = type(conv)
+    regex = getattr(conv, "regex", "[^/]+")
+    isolating = getattr(conv, "part_isolating", None)
+    if isolating is None:  # Werkzeug < 2.2: every converter is matched by one big regex
+        isolating = "/" not in regex
+    info = {
+        "class": cls.__name__,
+        "module": cls.__module__,
+        "bases": [c.__name__ for c in cls.__mro__ if c.__module__.startswith("werkzeug.")],
+        "regex": regex,
+        "part_isolating": bool(isolating),
+        "args": {},
+    }
+    for name in ("fixed_digits", "min", "max", "signed"):
+        if hasattr(conv, name):
+            info["args"][name] = _jsonable(getattr(conv, name))
+    return info
+
+
+def _debugger_console(app) -> str | None:
+    """The console path of a Werkzeug DebuggedApplication wrapped around the app, if any."""
+    seen = 0
+    wsgi = getattr(app, "wsgi_app", None)
+    while wsgi is not None and seen < 20:
+        if hasattr(wsgi, "console_path") and hasattr(wsgi, "evalex"):
+            return getattr(wsgi, "console_path", None)
+        wsgi = getattr(wsgi, "app", None) or getattr(wsgi, "wsgi_app", None)
+        seen += 1
+    return None
+
+
+def describe(url_map, app=None) -> dict:
+    """The route table of a Werkzeug ``Map`` (importable by tests without a subprocess)."""
+    try:
+        import werkzeug
+
+        wz_version = getattr(werkzeug, "__version__", None)
+        if wz_version is None:
+            from importlib.metadata import version
+
+            wz_version = version("werkzeug")
+    except Exception:  # pragma: no cover - an app without werkzeug has no url_map
+        wz_version = None
+    rules = []
+    for rule in url_map.iter_rules():
+        rules.append(
+            {
+                "rule": rule.rule,
+                "endpoint": _jsonable(rule.endpoint),
+                "methods": sorted(rule.methods) if rule.methods is not None else None,
+                "strict_slashes": bool(rule.strict_slashes),
+                "merge_slashes": bool(getattr(rule, "merge_slashes", True)),
+                "websocket": bool(getattr(rule, "websocket", False)),
+                "build_only": bool(rule.build_only),
+                "redirect_to": rule.redirect_to is not None,
+                "subdomain": rule.subdomain or "",
+                "host": getattr(rule, "host", None) or "",
+                "trace": [[bool(dyn), data] for dyn, data in rule._trace],
+                "converters": {name: _converter(conv) for name, conv in rule._converters.items()},
+            }
+        )
+    return {
+        "schema": SCHEMA,
+        "app": None,
+        "python": sys.executable,
+        "werkzeug": wz_version,
+        "host_matching": bool(getattr(url_map, "host_matching", False)),
+        "merge_slashes": bool(getattr(url_map, "merge_slashes", True)),
+        "console_path": _debugger_console(app) if app is not None else None,
+        "rules": rules,
+    }
+
+
+def main(argv: list[str]) -> None:
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever the app prints goes to stderr
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.path.insert(0, os.getcwd())
+    if len(argv) < 2:
+        _fail(out, 2, "spec", "usage: extract_routes.py MODULE[:ATTR|:FACTORY(...)] [--factory]")
+    spec = argv[1]
+    factory = "--factory" in argv[2:]
+    try:
+        parsed = _parse_spec(spec)
+    except ValueError as exc:
+        _fail(out, 2, "spec", f"app spec {spec!r}: {exc}")
+    started = time.perf_counter()
+    try:
+        mod = importlib.import_module(parsed[0])
+        app = _find_app(mod, *parsed[1:], factory=factory)
+    except BaseException as exc:  # the app's own code may raise anything, even SystemExit
+        _fail(
+            out,
+            3,
+            "import",
+            f"app {spec!r} failed to import in {os.getcwd()!r}: {type(exc).__name__}: {exc}",
+            "".join(traceback.format_exception(exc)[-12:]),
+        )
+    import_seconds = time.perf_counter() - started
+    url_map = getattr(app, "url_map", None)
+    if url_map is None or not hasattr(url_map, "iter_rules"):
+        _fail(out, 4, "not_an_app", f"app {spec!r} resolved to {type(app).__name__}, which has no url_map")
+    doc = describe(url_map, app=app)
+    doc.update(app=spec, import_seconds=import_seconds,
+               extract_seconds=time.perf_counter() - started - import_seconds)
+    out.write(json.dumps(doc))
+    out.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

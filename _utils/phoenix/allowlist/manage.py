@@ -1,0 +1,154 @@
+"""The whole pipeline behind ``nginx_whitelist.managed`` and ``phoenix-allowlist``.
+
+``plan`` reads (app, live files, NGINX config) and computes the candidates and their diff; it writes
+nothing. ``apply`` validates the plan with ``nginx -t`` and swaps the files in. ``managed`` is both,
+returning a Salt-style result dict, so the state module and the stand-alone command share one path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import swap
+from .errors import AllowlistError, ConfigError
+from .extract import extract
+from .nginxconf import Inspection, inspect
+from .render import Rendered, render
+from .rules import Compiled, compile_routes
+from .validate import nginx_test
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = "/etc/nginx/nginx.conf"
+
+
+def default_gate(maps_path: str) -> str:
+    """``/etc/nginx/conf.d/app.conf`` -> ``/etc/nginx/conf.d/app.gate`` (outside ``*.conf`` globs)."""
+    return os.path.splitext(maps_path)[0] + ".gate"
+
+
+@dataclass
+class Plan:
+    """Everything needed to decide and to apply; nothing written yet."""
+
+    maps_path: str
+    gate_path: str
+    table: dict[str, Any]
+    compiled: Compiled
+    rendered: Rendered
+    inspection: Inspection
+    current: dict[str, str | None]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def files(self) -> dict[str, str]:
+        return {self.maps_path: self.rendered.maps, self.gate_path: self.rendered.gate}
+
+    @property
+    def changed(self) -> list[str]:
+        return [p for p, text in self.files.items() if self.current.get(p) != text]
+
+    def diff(self) -> str:
+        out = []
+        for path, text in self.files.items():
+            old = self.current.get(path)
+            out.extend(difflib.unified_diff(
+                (old or "").splitlines(keepends=True), text.splitlines(keepends=True),
+                fromfile=path if old is not None else "/dev/null", tofile=path))
+        return "".join(out)
+
+    def summary(self) -> str:
+        exact = sum(1 for p in self.compiled.patterns if p.regex is None)
+        return (f"{len(self.compiled.patterns)} routes of {self.table['app']} ({exact} static, "
+                f"{len(self.compiled.patterns) - exact} dynamic) guard {len(self.inspection.locations)} "
+                f"location(s) in {self.inspection.config}")
+
+
+def plan(
+    name: str,
+    app: str,
+    config: str = DEFAULT_CONFIG,
+    gate: str | None = None,
+    python: str | None = None,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    factory: bool = False,
+    upstream: str | None = None,
+    status: int = 404,
+    console_path: str | list[str] | None = "/console",
+) -> Plan:
+    """Extract, compile, render and inspect; raises :class:`AllowlistError` subclasses."""
+    started = time.perf_counter()
+    gate_path = gate or default_gate(name)
+    table = extract(app, python=python, cwd=cwd, env=env, timeout=timeout, factory=factory)
+    extracted = time.perf_counter()
+    consoles = [console_path] if isinstance(console_path, str) else list(console_path or [])
+    if table.get("console_path"):
+        consoles.append(table["console_path"])
+    compiled = compile_routes(table, consoles)
+    header = "\n".join(
+        [f"app {table['app']} (werkzeug {table.get('werkzeug')}), {len(compiled.patterns)} routes"]
+        + [f"note: {n}" for n in compiled.notes]
+    )
+    rendered = render(compiled, name, status=status, header=header)
+    inspection = inspect(config, name, gate_path, upstream=upstream)
+    problems = inspection.problems()
+    if problems:
+        raise ConfigError(
+            f"the allowlist for {table['app']} would not protect it in {config}: " + "; ".join(problems)
+            + f". Include {name} in the http block and {gate_path} in each location that reaches the app."
+        )
+    done = time.perf_counter()
+    timings = {
+        "app_import": float(table.get("import_seconds", 0.0)),
+        "extract_process": extracted - started - float(table.get("import_seconds", 0.0)),
+        "compile_render_inspect": done - extracted,
+    }
+    current = {name: swap.read(name), gate_path: swap.read(gate_path)}
+    return Plan(name, gate_path, table, compiled, rendered, inspection, current, timings)
+
+
+def apply(p: Plan, nginx: str = "nginx", prefix: str | None = None) -> list[str]:
+    """Validate the candidates with ``nginx -t`` and install the changed files atomically."""
+    if not p.changed:
+        return []
+    started = time.perf_counter()
+    nginx_test(p.inspection.config, p.files, nginx=nginx, prefix=prefix)
+    p.timings["nginx_t"] = time.perf_counter() - started
+    return swap.install({path: p.files[path] for path in p.changed})
+
+
+def managed(name: str, test: bool = False, nginx: str = "nginx", prefix: str | None = None,
+            **kwargs: Any) -> dict[str, Any]:
+    """Salt-style ``{name, result, changes, comment}`` for the allowlist at ``name``."""
+    ret: dict[str, Any] = {"name": name, "result": False, "changes": {}, "comment": ""}
+    try:
+        p = plan(name, **kwargs)
+    except AllowlistError as exc:
+        ret["comment"] = str(exc)
+        return ret
+    notes = "".join(f" Note: {n}." for n in p.compiled.notes)
+    if not p.changed:
+        ret.update(result=True, comment=f"The allowlist is up to date: {p.summary()}.{notes}")
+        return ret
+    changes = {"diff": p.diff(), "files": p.changed}
+    if test:
+        ret.update(result=None, changes=changes,
+                   comment=f"The allowlist would be updated ({', '.join(p.changed)}): {p.summary()}.{notes}")
+        return ret
+    try:
+        written = apply(p, nginx=nginx, prefix=prefix)
+    except (AllowlistError, OSError) as exc:
+        ret["comment"] = f"{exc}. The live files were left as they were."
+        return ret
+    log.info("phoenix allowlist: wrote %s (%s)", ", ".join(written), p.summary())
+    ret.update(result=True, changes=changes,
+               comment=f"The allowlist was updated and passed nginx -t: {p.summary()}. "
+                       f"Previous versions kept as *{swap.PREVIOUS_SUFFIX}.{notes}")
+    return ret

@@ -1,0 +1,184 @@
+"""Read the NGINX configuration (crossplane) and find where the app is reached and what guards it.
+
+Rules checked here (each failure names file:line and what to change):
+
+* the maps file is included in the ``http`` context;
+* every location that passes requests to the app (``proxy_pass``/``uwsgi_pass``/``fastcgi_pass``/
+  ``scgi_pass``/``grpc_pass``, directly or inside an ``if``) includes the gate itself, or its
+  ``server`` does. A gate in an enclosing location does not count: NGINX runs the rewrite-phase
+  ``if`` of the final location only;
+* a regex location that reaches the app may not use ``$1``..``$9`` (the allowlist's regexes
+  overwrite numbered captures): named captures are fine.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import crossplane
+
+from .errors import ConfigError
+
+PASS_DIRECTIVES = ("proxy_pass", "uwsgi_pass", "fastcgi_pass", "scgi_pass", "grpc_pass")
+_NUMBERED_CAPTURE = re.compile(r"\$[1-9]")
+
+
+@dataclass
+class Location:
+    """One location block that passes requests to the app."""
+
+    file: str
+    line: int
+    args: list[str]
+    server: str
+    targets: list[str]
+    gated: bool
+
+    def where(self) -> str:
+        return f"location {' '.join(self.args)} ({self.file}:{self.line}, server {self.server})"
+
+
+@dataclass
+class Inspection:
+    """What the configuration says about the app and the allowlist files."""
+
+    config: str
+    files: list[str]
+    maps_included: list[str] = field(default_factory=list)
+    locations: list[Location] = field(default_factory=list)
+    #: directives already set in the http context (map_hash_*)
+    http_directives: set[str] = field(default_factory=set)
+    merge_slashes_off: bool = False
+    include_sites: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """Why the allowlist would not protect the app (empty when it does)."""
+        out: list[str] = []
+        if not self.maps_included:
+            out.append("the allowlist maps file is not included in the http context")
+        if not self.locations:
+            out.append("no location passes requests to the app")
+        for loc in self.locations:
+            if not loc.gated:
+                out.append(f"{loc.where()} passes requests to the app but does not include the gate")
+        return out
+
+
+def _resolve(arg: str, prefix: str) -> str:
+    return arg if os.path.isabs(arg) else os.path.normpath(os.path.join(prefix, arg))
+
+
+def _target_host(target: str) -> str:
+    rest = target.split("://", 1)[1] if "://" in target else target
+    if rest.startswith("unix:"):  # unix:/run/app.sock or unix:/run/app.sock:/uri
+        return "unix:" + rest[5:].split(":", 1)[0]
+    return rest.split("/", 1)[0]
+
+
+def parse(config: str) -> dict[str, Any]:
+    """crossplane's parse of ``config``; a missing or unparseable file is a :class:`ConfigError`."""
+    if not os.path.isfile(config):
+        raise ConfigError(f"NGINX config {config!r} does not exist")
+    try:
+        return crossplane.parse(config, catch_errors=True, comments=False)
+    except Exception as exc:  # crossplane raises its own errors for broken files in some paths
+        raise ConfigError(f"NGINX config {config!r} cannot be parsed: {exc}") from None
+
+
+def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = None) -> Inspection:
+    """Inspect the live configuration for the allowlist files ``maps_path`` and ``gate_path``."""
+    payload = parse(config)
+    ours = {os.path.abspath(maps_path), os.path.abspath(gate_path)}
+    for err in payload.get("errors", []):
+        missing = re.search(r"No such file or directory: '([^']+)'", err.get("error", ""))
+        if missing and os.path.abspath(missing.group(1)) in ours:
+            continue  # first run: the allowlist files do not exist yet
+        raise ConfigError(f"NGINX config {err.get('file')}:{err.get('line')}: {err.get('error')}")
+    prefix = os.path.dirname(os.path.abspath(config))
+    files = [c["file"] for c in payload["config"]]
+    result = Inspection(config=config, files=files)
+    upstreams: dict[str, list[str]] = {}
+
+    def walk(directives: list[dict[str, Any]], file: str, ctx: tuple[str, ...]) -> Iterator[tuple[dict, str, tuple]]:
+        for d in directives:
+            yield d, file, ctx
+            if d["directive"] == "include":
+                for idx in d.get("includes", []):
+                    inc = payload["config"][idx]
+                    yield from walk(inc["parsed"], inc["file"], ctx)
+            elif "block" in d:
+                yield from walk(d["block"], file, ctx + (d["directive"],))
+
+    main = payload["config"][0]
+    everything = list(walk(main["parsed"], main["file"], ()))
+    for d, file, ctx in everything:
+        if d["directive"] == "upstream" and ctx == ("http",):
+            upstreams[d["args"][0]] = [s["args"][0] for s in d.get("block", []) if s["directive"] == "server"]
+        if ctx == ("http",) and d["directive"].startswith("map_hash"):
+            result.http_directives.add(d["directive"])
+        if d["directive"] == "merge_slashes" and d["args"] == ["off"]:
+            result.merge_slashes_off = True
+
+    def includes(d: dict[str, Any], path: str) -> bool:
+        pattern = _resolve(d["args"][0], prefix)
+        return pattern == path or fnmatch.fnmatch(path, pattern)
+
+    maps_abs, gate_abs = os.path.abspath(maps_path), os.path.abspath(gate_path)
+    for d, file, ctx in everything:
+        if d["directive"] == "include" and includes(d, maps_abs):
+            if ctx == ("http",):
+                result.maps_included.append(f"{file}:{d['line']}")
+            else:
+                raise ConfigError(
+                    f"{file}:{d['line']}: the allowlist maps file {maps_path} is included in "
+                    f"{'/'.join(ctx) or 'main'} context; include it in the http context"
+                )
+
+    def matches_app(target: str) -> bool:
+        if upstream is None:
+            return True
+        host = _target_host(target)
+        return upstream in (host, target) or upstream in upstreams.get(host, [])
+
+    def scan_server(server: dict[str, Any], file: str) -> None:
+        names = []
+        server_gated = False
+        for d, f, ctx in walk(server.get("block", []), file, ()):
+            if not ctx and d["directive"] == "server_name":
+                names.extend(d["args"])
+            if not ctx and d["directive"] == "listen" and not names:
+                names.append(d["args"][0])
+            if not ctx and d["directive"] == "include" and includes(d, gate_abs):
+                server_gated = True
+        label = " ".join(names) or f"at {file}:{server['line']}"
+        scan_locations(server.get("block", []), file, label, server_gated)
+
+    def scan_locations(block: list[dict[str, Any]], file: str, server: str, server_gated: bool) -> None:
+        for d, f, ctx in walk(block, file, ()):
+            if d["directive"] != "location" or ctx:
+                continue
+            own = [(x, xf) for x, xf, xctx in walk(d.get("block", []), f, ()) if not xctx or xctx == ("if",)]
+            targets = [x["args"][0] for x, _ in own if x["directive"] in PASS_DIRECTIVES and x["args"]]
+            gated = server_gated or any(
+                x["directive"] == "include" and includes(x, gate_abs) for x, _ in own
+            )
+            if targets and any(matches_app(t) for t in targets):
+                loc = Location(file=f, line=d["line"], args=d["args"], server=server, targets=targets, gated=gated)
+                result.locations.append(loc)
+                if d["args"] and d["args"][0] in ("~", "~*"):
+                    used = [x for x, _ in own if any(_NUMBERED_CAPTURE.search(a) for a in x.get("args", []))]
+                    if used:
+                        raise ConfigError(
+                            f"{loc.where()} uses {used[0]['directive']} {' '.join(used[0]['args'])}: the "
+                            "allowlist's regexes overwrite $1..$9; use a named capture (?<name>...) instead"
+                        )
+            scan_locations(d.get("block", []), f, server, server_gated)
+
+    for d, file, ctx in everything:
+        if d["directive"] == "server" and ctx == ("http",):
+            scan_server(d, file)
+    return result

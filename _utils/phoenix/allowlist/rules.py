@@ -1,0 +1,179 @@
+"""Route table (the extractor's JSON) -> patterns: what NGINX must let through, method by method.
+
+Semantics, with Werkzeug as the oracle: a request may reach the app when the app's ``url_map``
+would route it for that method, or answer it with its own strict-slash redirect. One pattern per
+rule, either an exact path (hash lookup in NGINX) or an anchored regex body built from Werkzeug's
+own parse of the rule (``Rule._trace``) and each converter's regex (see ``converters.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .converters import CONVERTERS, pcre_fragment
+from .errors import ExtractError, RuleError
+
+#: methods NGINX knows; a rule without methods (Werkzeug's "any") matches any method token
+ANY_METHOD = None
+
+_BOUNDED = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """What one rule lets through."""
+
+    rule: str
+    methods: tuple[str, ...] | None
+    #: exact paths (fully static rules whose letters are lowercase: NGINX hash lookups ignore case)
+    exact: tuple[str, ...] = ()
+    #: regex body, no anchors, valid in both PCRE and Python ``re`` (None when ``exact`` is used)
+    regex: str | None = None
+    #: leading static path segments, used to group regexes behind a hash lookup
+    prefix: tuple[str, ...] = ()
+    #: PCRE must count characters, not bytes (bounded repeats such as string(length=2))
+    utf: bool = False
+
+
+@dataclass
+class Compiled:
+    """All patterns of an app, plus what the operator should know."""
+
+    patterns: list[Pattern]
+    notes: list[str] = field(default_factory=list)
+    console_paths: tuple[str, ...] = ("/console",)
+
+    def python_regex(self, pattern: Pattern) -> re.Pattern[str]:
+        """The pattern as a Python regex (used by tests and the oracle checks)."""
+        if pattern.regex is None:
+            return re.compile("(?:" + "|".join(re.escape(p) for p in pattern.exact) + r")\Z")
+        return re.compile(pattern.regex + r"\Z")
+
+    def allows(self, method: str, path: str) -> bool:
+        """Python model of the decision NGINX makes (for tests; NGINX itself is tested for real)."""
+        if "__debugger__" in path.partition("?")[2]:
+            return False
+        path = path.partition("?")[0]
+        if path in self.console_paths:
+            return False
+        for pattern in self.patterns:
+            if pattern.methods is not None and method not in pattern.methods:
+                continue
+            if self.python_regex(pattern).match(path):
+                return True
+        return False
+
+
+def compile_routes(table: dict[str, Any], console_paths: Iterable[str] = ("/console",)) -> Compiled:
+    """Turn the extractor's route table into patterns.
+
+    Raises :class:`RuleError` for rules NGINX cannot guard exactly (host/subdomain rules, control
+    characters, converters whose regex escapes their path segment) and :class:`ExtractError` when
+    the app has no rules at all.
+    """
+    if table.get("host_matching"):
+        raise RuleError(
+            f"app {table.get('app')!r} uses host_matching: host rules need one allowlist per NGINX "
+            "server and are not supported; serve each host's app separately"
+        )
+    rules = [r for r in table.get("rules", []) if not r.get("build_only")]
+    if not rules:
+        raise ExtractError(f"app {table.get('app')!r} has no routable rules: the allowlist would refuse every URL")
+    paths = tuple(dict.fromkeys(p for p in console_paths if p))
+    compiled = Compiled(patterns=[], console_paths=paths)
+    for rule in rules:
+        pattern, notes = compile_rule(rule)
+        compiled.patterns.append(pattern)
+        compiled.notes.extend(notes)
+    return compiled
+
+
+def compile_rule(rule: dict[str, Any]) -> tuple[Pattern, list[str]]:
+    """One extractor rule -> :class:`Pattern` (and notes on where NGINX differs)."""
+    text = rule["rule"]
+    trace = [(bool(d), s) for d, s in rule["trace"]]
+    try:
+        bar = trace.index((False, "|"))
+    except ValueError:
+        raise RuleError(f"rule {text!r}: Werkzeug's parse has no host separator; unsupported Werkzeug version")
+    if any(s for _, s in trace[:bar]) or rule.get("subdomain") or rule.get("host"):
+        raise RuleError(
+            f"rule {text!r} matches on subdomain/host {rule.get('subdomain') or rule.get('host')!r}: "
+            "host rules need one allowlist per NGINX server and are not supported"
+        )
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise RuleError(f"rule {text!r} contains a control character, which NGINX cannot match safely")
+    tokens = trace[bar + 1 :]
+    notes: list[str] = []
+    body = ""
+    static_head = ""
+    dynamic = False
+    utf = False
+    last_final = False
+    for is_dynamic, data in tokens:
+        if not is_dynamic:
+            if not dynamic:
+                static_head += data
+            body += re.escape(data)
+            if data != "/":
+                last_final = False
+            continue
+        dynamic = True
+        conv = rule["converters"][data]
+        fragment, conv_notes = pcre_fragment(data, conv, text)
+        notes.extend(conv_notes)
+        body += fragment
+        last_final = not conv.get("part_isolating", True)
+        utf = utf or _needs_utf(conv)
+    full = "".join(s for _, s in tokens)
+    ends_with_slash = full.endswith("/") and len(full) > 1
+    methods = tuple(sorted(rule["methods"])) if rule.get("methods") is not None else None
+    for seg in full.split("/"):
+        if seg in (".", "..") or "//" in full:
+            notes.append(f"{text}: NGINX normalises '.', '..' and '//' before it decides; this rule cannot be reached")
+            break
+    if not dynamic:
+        variants = [full]
+        if ends_with_slash:
+            variants.append(full[:-1])  # strict-slash redirect (or a match without strict_slashes)
+        elif not rule.get("strict_slashes", True) and full != "/":
+            variants.append(full + "/")
+        if all(v == _ascii_lower(v) for v in variants):
+            return Pattern(rule=text, methods=methods, exact=tuple(variants)), notes
+        # NGINX's hash lookups ignore ASCII case: mixed-case static rules are matched by regex
+        body = "(?:" + "|".join(re.escape(v) for v in variants) + ")"
+        return Pattern(rule=text, methods=methods, regex=body, prefix=_prefix(full)), notes
+    if ends_with_slash:
+        body = body[: -len(re.escape("/"))]
+        body += "(?<!/)/?" if last_final else "/?"
+    elif not rule.get("strict_slashes", True):
+        body += "/?"
+    return Pattern(rule=text, methods=methods, regex=body, prefix=_prefix(static_head), utf=utf), notes
+
+
+def _needs_utf(conv: dict[str, Any]) -> bool:
+    """Bounded repeats count characters in Werkzeug; PCRE counts bytes unless in UTF mode."""
+    if conv["class"] == "IntegerConverter" and conv.get("module", "").startswith("werkzeug."):
+        return False
+    regex = conv["regex"]
+    if "[^" not in regex and "." not in regex.replace("\\.", "") and "\\W" not in regex:
+        return False  # only ASCII classes: bytes and characters count the same
+    for m in _BOUNDED.finditer(regex):
+        low, high = int(m.group(1)), m.group(2)
+        if high is None or high != "" or low > 1:
+            return True
+    return False
+
+
+def _prefix(static_head: str) -> tuple[str, ...]:
+    """Leading static path segments that are complete (followed by a '/')."""
+    return tuple(static_head[1:].split("/")[:-1]) if static_head.startswith("/") else ()
+
+
+def _ascii_lower(text: str) -> str:
+    return "".join(ch.lower() if "A" <= ch <= "Z" else ch for ch in text)
+
+
+__all__ = ["CONVERTERS", "Compiled", "Pattern", "compile_routes", "compile_rule", "ANY_METHOD"]

@@ -1,0 +1,32 @@
+"""Shared test set-up: make the source checkout importable and keep daemons under pytest's basetemp."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+for extra in (REPO / "_utils", REPO):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+# subprocesses (salt-call, the app extractor, localcloud) see the same code
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO / "_utils"), str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:  # avoid "I/O operation on closed file" noise from Salt's temp log handler at exit
+        import salt._logging.impl
+
+        salt._logging.impl.shutdown_temp_handler()
+    except Exception:  # pragma: no cover - salt missing is reported by the tests that need it
+        pass
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
