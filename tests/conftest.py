@@ -30,3 +30,26 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def event_listener():
+    """pytest-salt-factories' event listener, bound to 127.0.0.1 (its default is 0.0.0.0)."""
+    from saltfactories.plugins.event_listener import EventListener
+
+    listener = EventListener()
+    listener.host = "127.0.0.1"
+    listener.address = f"tcp://127.0.0.1:{listener.port}"
+    with listener:
+        yield listener
+
+
+@pytest.fixture(scope="session")
+def salt_factories_default_root_dir(tmp_path_factory):
+    """Keep every daemon's directories under pytest's basetemp."""
+    return tmp_path_factory.mktemp("salt-factories")
+
+
+@pytest.fixture(scope="session")
+def salt_factories_config():
+    return {"slow_stop": False}

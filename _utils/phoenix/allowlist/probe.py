@@ -126,7 +126,8 @@ def run(url: str, checks: list[Check], status: int = 404, timeout: float = 5.0) 
         finally:
             conn.close()
         check.status = resp.status
-        check.refused = resp.status == status and b"<center>nginx" in body
+        # NGINX's own error page: the configured status, or NGINX's parser refusing (400/405)
+        check.refused = resp.status in (status, 400, 405) and b"<center>nginx" in body
         check.ok = check.refused if check.expect == "refused" else not check.refused
     bad = [c for c in checks if not c.ok]
     return {"ok": not bad, "checked": len(checks), "failed": [asdict(c) for c in bad],

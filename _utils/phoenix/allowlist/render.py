@@ -139,8 +139,8 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "") -
     groups: dict[str, list[Pattern]] = defaultdict(list)
     rest: list[Pattern] = []
     for p in dynamic:
-        if p.prefix:
-            groups["/" + p.prefix[0]].append(p)
+        if p.prefix:  # NGINX's hash ignores ASCII case: /A and /a share a group (regexes keep case)
+            groups["/" + p.prefix[0].encode().lower().decode()].append(p)
         else:
             rest.append(p)
     block("$uri", f"{v}_seg", [(quote("~^(/[^/]*)"), "$1")], '""', "the first path segment")

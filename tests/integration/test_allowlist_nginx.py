@@ -1,0 +1,185 @@
+"""The allowlist in a real NGINX in front of a real Flask app with the Werkzeug debugger on."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devtools.flaskapp import FlaskApp
+from devtools.nginx import Nginx, free_port
+from phoenix.allowlist import manage
+from phoenix.allowlist.render import render
+from tests.support.routing import METHODS, build, compiled_for, paths, rule_sets, werkzeug_allows
+from tests.support.site import make_site, request
+
+pytestmark = pytest.mark.nginx
+
+APP = "demo_app:app"
+
+# (method, path, reaches the app once the allowlist is in place)
+MATRIX = [
+    ("GET", "/", True), ("GET", "/login", True), ("POST", "/login", True), ("HEAD", "/login", True),
+    ("GET", "/about/", True), ("GET", "/about", True),  # the app's own strict-slash redirect
+    ("GET", "/item/42", True), ("GET", "/offset/-7", True), ("GET", "/year/2024/report", True),
+    ("GET", "/price/9.99", True), ("GET", "/files/a/b/c.txt", True),
+    ("GET", "/obj/12345678-1234-1234-1234-123456789abc", True), ("GET", "/lang/fr", True),
+    ("GET", "/lang/%C3%A9%C3%A9", True), ("GET", "/tag/abcd", True), ("GET", "/color/green", True),
+    ("GET", "/commit/beef42", True), ("GET", "/v3/status", True), ("GET", "/bob", True),
+    ("DELETE", "/delete/3", True), ("GET", "/api/v1/things/x/", True), ("GET", "/api/v1/things/x", True),
+    ("GET", "/static/app.css", True),
+    # invalid parameters
+    ("GET", "/item/x", False), ("GET", "/item/-1", False), ("GET", "/year/24/report", False),
+    ("GET", "/price/9", False), ("GET", "/obj/1234", False), ("GET", "/lang/fra", False),
+    ("GET", "/lang/%C3%A9", False), ("GET", "/tag/ab", False), ("GET", "/color/pink", False),
+    ("GET", "/commit/xyz1", False), ("GET", "/files/", False),
+    # wrong methods
+    ("PUT", "/login", False), ("GET", "/delete/3", False), ("POST", "/item/1", False), ("TRACE", "/", False),
+    ("PATCH", "/bob", False),
+    # unknown paths
+    ("GET", "/admin/secret", False), ("GET", "/a/b/c/d", False), ("GET", "/item/", False), ("GET", "/bob/", False),
+    # the debugger console, encoded and dot-segment tricks
+    ("GET", "/console", False), ("GET", "/%63onsole", False), ("GET", "/%63%6f%6e%73%6f%6c%65", False),
+    ("GET", "//console", False), ("GET", "///console", False), ("GET", "/login/../console", False),
+    ("GET", "/./console", False), ("GET", "/%2Fconsole", False), ("GET", "/bob/../console", False),
+    ("GET", "/login;x/../console", False), ("HEAD", "/console", False),
+    # every __debugger__ request, whatever the route and encoding
+    ("GET", "/?__debugger__=yes&cmd=resource&f=style.css", False),
+    ("GET", "/bob?__debugger__=yes&cmd=resource&f=debugger.js", False),
+    ("GET", "/login?x=1&__debugger__=yes&cmd=printpin&s=x", False),
+    ("GET", "/?%5f%5fdebugger%5f%5f=yes&cmd=resource&f=style.css", False),
+    ("GET", "/?%5F%5Fdebugger%5F%5F=yes", False), ("GET", "/?__%64ebugger__=yes", False),
+    ("GET", "/console?__debugger__=yes&cmd=resource&f=console.png", False),
+]
+
+
+@pytest.fixture(scope="module")
+def app(repo):
+    with FlaskApp(APP, repo / "tests" / "apps") as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def site(app, repo, tmp_path_factory):
+    site = make_site(tmp_path_factory.mktemp("site"), app.port)
+    ngx = site.nginx(gated=True)
+    ret = manage.managed(str(site.maps), app=APP, cwd=str(repo / "tests" / "apps"), config=str(site.config),
+                         upstream=f"127.0.0.1:{app.port}")
+    assert ret["result"] is True, ret["comment"]
+    ngx.start(site.port)
+    yield site
+    ngx.stop()
+
+
+@pytest.fixture(scope="module")
+def ungated(app, tmp_path_factory):
+    """The same site without the gate: what reaches the app when nothing protects it."""
+    site = make_site(tmp_path_factory.mktemp("open"), app.port)
+    site.maps.write_text("")
+    ngx = site.nginx(gated=False)
+    ngx.start(site.port)
+    yield site
+    ngx.stop()
+
+
+def test_without_the_allowlist_the_debugger_is_reachable(ungated):
+    status, reached, body = request(ungated.port, "GET", "/console")
+    assert reached and status == 200 and b"Console" in body
+    status, reached, _ = request(ungated.port, "GET", "/?__debugger__=yes&cmd=resource&f=style.css")
+    assert reached and status == 200
+    assert request(ungated.port, "GET", "/admin/secret")[1]  # the app's own 404
+
+
+@pytest.mark.parametrize("method,path,allowed", MATRIX, ids=[f"{m} {p}" for m, p, _ in MATRIX])
+def test_request_matrix(site, method, path, allowed):
+    status, reached, body = request(site.port, method, path)
+    assert reached is allowed, (status, body[:200])
+    if not allowed:  # NGINX's 404; TRACE never gets past NGINX's own parser (405)
+        assert status == (405 if method == "TRACE" else 404)
+
+
+def test_nginx_served_paths_behave_exactly_as_before(site, ungated):
+    for path in ("/assets/logo.txt", "/healthz", "/assets/missing.txt"):
+        assert request(site.port, "GET", path) == request(ungated.port, "GET", path)
+        assert not request(site.port, "GET", path)[1]
+
+
+def test_probe_agrees(site, repo):
+    from phoenix.allowlist import probe
+    from phoenix.allowlist.extract import extract
+    from phoenix.allowlist.rules import compile_routes
+
+    compiled = compile_routes(extract(APP, cwd=str(repo / "tests" / "apps")))
+    result = probe.run(f"http://127.0.0.1:{site.port}", probe.plan_checks(compiled))
+    assert result["ok"], result["failed"]
+    assert result["checked"] >= 20
+
+
+def test_probe_catches_an_open_site(ungated, repo):
+    from phoenix.allowlist import probe
+    from phoenix.allowlist.extract import extract
+    from phoenix.allowlist.rules import compile_routes
+
+    compiled = compile_routes(extract(APP, cwd=str(repo / "tests" / "apps")))
+    result = probe.run(f"http://127.0.0.1:{ungated.port}", probe.plan_checks(compiled))
+    assert not result["ok"]
+    assert any(f["path"] == "/console" for f in result["failed"])
+
+
+# --- property: NGINX's decision equals Werkzeug's, through the real binary ----------------------
+@pytest.fixture(scope="module")
+def decision_nginx(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prop")
+    port = free_port()
+    state = {"root": root, "port": port}
+    yield state
+
+
+def _nginx_decides(state, maps: str, gate: str, requests: list[tuple[str, str]]) -> list[bool]:
+    root = state["root"]
+    (root / "maps.conf").write_text(maps)
+    (root / "gate.conf").write_text(gate)
+    http = (f"include {root}/maps.conf;\nserver {{ listen 127.0.0.1:{state['port']};\n"
+            f"  location / {{ include {root}/gate.conf; return 200 \"app\\n\"; }}\n}}")
+    ngx = Nginx(root, http, master=False)
+    test = ngx.test()
+    assert test.returncode == 0, test.stderr
+    ngx.start(state["port"])
+    try:
+        out = []
+        for method, path in requests:
+            status, _, body = request(state["port"], method, path)
+            assert status in (200, 404), (status, body)
+            out.append(status == 200)
+        return out
+    finally:
+        ngx.stop()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rules=rule_sets(), probes=st.lists(paths(), min_size=4, max_size=12), method=st.sampled_from(METHODS))
+def test_nginx_decides_like_werkzeug(decision_nginx, rules, probes, method):
+    url_map = build(rules)
+    compiled = compiled_for(url_map)
+    # add one valid sample per rule so that allowed requests are exercised too
+    from phoenix.allowlist.probe import sample_path
+
+    probes = probes + [p for p in (sample_path(compiled, pat) for pat in compiled.patterns) if p]
+    rendered = render(compiled, "prop")
+    quoted = [urllib_quote(p) for p in probes]
+    decided = _nginx_decides(decision_nginx, rendered.maps, rendered.gate, [(method, q) for q in quoted])
+    for path, got in zip(probes, decided):
+        assert got == werkzeug_allows(url_map, method, path), (rules, method, path)
+
+
+def urllib_quote(path: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(path, safe="/-._~!$&'()*+,;=:@")
+
+
+def test_nginx_binary_is_the_debian_package():
+    out = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+    assert "nginx/" in out.stderr
