@@ -1,0 +1,102 @@
+"""Both ways in: the repo in file_roots with saltutil.sync_all, and `pip install .` (entry point)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from tests.support.salt import salt_call, write_minion_config
+from tests.support.site import make_site
+
+BARE = {"PYTHONPATH": ""}  # nothing from the checkout: Salt must find Phoenix by itself
+
+
+def _bare_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def test_the_test_venv_has_no_installed_phoenix():
+    """Precondition for the file_roots test: phoenix is importable only through what Salt syncs."""
+    proc = subprocess.run([sys.executable, "-c", "import phoenix"], capture_output=True, env=_bare_env(),
+                          cwd="/")
+    assert proc.returncode != 0
+
+
+def test_file_roots_and_sync_all(repo, tmp_path):
+    conf = write_minion_config(tmp_path, repo, file_roots=[str(repo)], loader_dirs=False)
+    code, synced, err = salt_call(conf, "saltutil.sync_all", env=_bare_env())
+    assert code == 0, err
+    assert "modules.nginx_whitelist" in synced["modules"] and "states.nginx_whitelist" in synced["states"]
+    assert any(u.startswith("utils.phoenix") for u in synced["utils"]), synced["utils"]
+    code, out, err = salt_call(conf, "nginx_whitelist.render", "/etc/nginx/conf.d/x.conf", "demo_app:app",
+                               f"cwd={repo / 'tests' / 'apps'}", env=_bare_env())
+    assert code == 0, err
+    assert "map " in out["maps"]
+    site = make_site(tmp_path / "nginx", app_port=5999)
+    site.nginx(gated=True)
+    code, out, err = salt_call(conf, "state.single", "nginx_whitelist.managed", f"name={site.maps}",
+                               "app=demo_app:app", f"cwd={repo / 'tests' / 'apps'}", f"config={site.config}",
+                               env=_bare_env())
+    (ret,) = out.values()
+    assert ret["result"] is True, ret["comment"]
+
+
+@pytest.fixture(scope="module")
+def installed(repo, tmp_path_factory):
+    """A venv with `pip install .` of a clean copy of the checkout; Salt itself comes from the test venv."""
+    root = tmp_path_factory.mktemp("pip")
+    src = root / "src"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if (repo / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / name, src / name, follow_symlinks=False)
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  capture_output=True, text=True, check=True).stdout.strip())
+    (purelib / "test_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+                           "--no-index", str(src)], capture_output=True, text=True, env=_bare_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return venv
+
+
+def test_pip_install_entry_point(installed, repo, tmp_path):
+    python = str(installed / "bin" / "python")
+    where = subprocess.run([python, "-c", "import phoenix, phoenix.loader as l; print(phoenix.__file__); print(l.get_dirs())"],
+                           capture_output=True, text=True, env=_bare_env(), cwd="/")
+    assert where.returncode == 0, where.stderr
+    assert str(installed) in where.stdout and "saltext/modules" in where.stdout
+    conf = write_minion_config(tmp_path, repo, file_roots=[str(tmp_path / "empty")], loader_dirs=False)
+    (tmp_path / "empty").mkdir()
+    code, out, err = salt_call(conf, "nginx_whitelist.render", "/etc/nginx/conf.d/x.conf", "demo_app:app",
+                               f"cwd={repo / 'tests' / 'apps'}", python=python, env=_bare_env())
+    assert code == 0, err
+    assert "map " in out["maps"]
+    code, out, err = salt_call(conf, "sys.list_state_functions", "nginx_whitelist", python=python, env=_bare_env())
+    assert out == ["nginx_whitelist.managed"], (out, err)
+
+
+def test_pip_install_command(installed, repo, tmp_path):
+    site = make_site(tmp_path / "nginx", app_port=5999)
+    site.nginx(gated=True)
+    cmd = [str(installed / "bin" / "phoenix-allowlist"), str(site.maps), "demo_app:app",
+           "--cwd", str(repo / "tests" / "apps"), "--config", str(site.config)]
+    test = subprocess.run(cmd + ["--test"], capture_output=True, text=True, env=_bare_env())
+    assert test.returncode == 2 and f"+++ {site.maps}" in test.stdout and not site.maps.exists(), test.stderr
+    run = subprocess.run(cmd, capture_output=True, text=True, env=_bare_env())
+    assert run.returncode == 0, run.stderr
+    again = subprocess.run(cmd, capture_output=True, text=True, env=_bare_env())
+    assert again.returncode == 0 and again.stdout == "" and "up to date" in again.stderr
+    bad = subprocess.run(cmd[:2] + ["broken_app:app"] + cmd[3:], capture_output=True, text=True, env=_bare_env())
+    assert bad.returncode == 1 and "boom" in bad.stderr
