@@ -29,10 +29,12 @@ class _Mark:
 
 def _serve(spec: str, app_dir: str) -> None:
     import importlib
+    import logging
 
     from werkzeug.debug import DebuggedApplication
     from werkzeug.serving import make_server
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on the console
     sys.path.insert(0, app_dir)
     module, _, attr = spec.partition(":")
     app = getattr(importlib.import_module(module), attr or "app")

@@ -31,7 +31,7 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
 
 
 MAIN_CONF = """\
-daemon off;
+{user}daemon off;
 master_process {master};
 worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -64,6 +64,7 @@ class Nginx:
     def write(self, http: str, main_extra: str = "", master: bool = True, access_log: bool = False,
               log_level: str = "warn") -> None:
         self.conf.write_text(MAIN_CONF.format(
+            user="user root;\n" if os.geteuid() == 0 else "",  # workers must read files under 0700 temp dirs
             prefix=self.prefix, http=http, main_extra=main_extra, master="on" if master else "off",
             access_log=f"{self.prefix}/access.log" if access_log else "off", log_level=log_level))
 

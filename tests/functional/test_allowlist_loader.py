@@ -6,7 +6,7 @@ import pytest
 import salt.config
 from saltfactories.utils.functional import Loaders
 
-from tests.support.site import make_site
+from devtools.site import make_site
 
 
 @pytest.fixture

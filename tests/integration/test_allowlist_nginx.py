@@ -13,7 +13,7 @@ from devtools.nginx import Nginx, free_port
 from phoenix.allowlist import manage
 from phoenix.allowlist.render import render
 from tests.support.routing import METHODS, build, compiled_for, paths, rule_sets, werkzeug_allows
-from tests.support.site import make_site, request
+from devtools.site import make_site, request
 
 pytestmark = pytest.mark.nginx
 
@@ -101,6 +101,8 @@ def test_request_matrix(site, method, path, allowed):
 
 
 def test_nginx_served_paths_behave_exactly_as_before(site, ungated):
+    assert request(site.port, "GET", "/assets/logo.txt")[::2] == (200, b"logo\n")
+    assert request(site.port, "GET", "/healthz")[::2] == (200, b"nginx ok\n")
     for path in ("/assets/logo.txt", "/healthz", "/assets/missing.txt"):
         assert request(site.port, "GET", path) == request(ungated.port, "GET", path)
         assert not request(site.port, "GET", path)[1]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from devtools.flaskapp import FlaskApp
-from tests.support.salt import salt_call, write_minion_config
-from tests.support.site import make_site, request
+from devtools.saltcall import salt_call, write_minion_config
+from devtools.site import make_site, request
 
 pytestmark = pytest.mark.nginx
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.salt import salt_call, write_minion_config
-from tests.support.site import make_site
+from devtools.saltcall import salt_call, write_minion_config
+from devtools.site import make_site
 
 BARE = {"PYTHONPATH": ""}  # nothing from the checkout: Salt must find Phoenix by itself
 
