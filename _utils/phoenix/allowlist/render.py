@@ -20,7 +20,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .rules import Compiled, Pattern
+from .rules import Compiled, Pattern, _ascii_lower
 
 #: NGINX rejects a config token longer than 4094 bytes ("too long parameter")
 MAX_TOKEN = 3000
@@ -41,7 +41,8 @@ class Rendered:
 
 def app_id(name: str) -> str:
     """A variable-safe id for an app, stable for a given state name/path."""
-    base = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[-24:] or "app"
+    # short: the id also names a PCRE capture group, and those are limited to 32 characters
+    base = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[-12:].strip("_") or "app"
     digest = hashlib.sha1(name.encode()).hexdigest()[:6]
     return f"{base}_{digest}"
 
@@ -124,36 +125,57 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "") -
     set_var = {m: f"{v}_m{i}" for i, m in enumerate(sorted(set(merged.values()), key=lambda m: m or ()))}
     entries = [(quote(c), "0") for c in compiled.console_paths]
     entries += [(quote(path), set_var[methods]) for path, methods in merged.items()]
-    block("$uri", f"{v}_route", entries, f"{v}_dyn",
+    # a miss reads the first segment into $..._s (a named capture) on the way: one map fewer
+    seg_regex = quote("~^(?<" + v[1:] + "_s>/[^/]*)")
+    entries.append((seg_regex, f"{v}_dyn"))
+    block("$uri", f"{v}_route", entries, f"{v}_any",
           f"{len(merged)} static paths (hash); the debugger console is refused")
     for methods, var in set_var.items():
         if methods is None:
             block("$request_method", var, [], f"{v}_case", "static rules for any method")
         else:
-            block("$request_method", var, [(m, f"{v}_case") for m in methods], f"{v}_dyn",
+            block("$request_method", var, [(m, f"{v}_case") for m in methods], f"{v}_dynf",
                   "methods of these static rules")
-    block("$uri", f"{v}_case", [(quote("~[A-Z]"), f"{v}_dyn")], "1",
+    block("$uri", f"{v}_case", [(quote("~[A-Z]"), f"{v}_dynf")], "1",
           "the hash ignores case, Werkzeug does not: upper-case variants go on to the regexes")
-    # 3. dynamic rules grouped by their first static segment
+    # 3. dynamic rules: a hash on the first path segment picks a *shape class*. Segments whose rules
+    # have the same remainders (e.g. /users/<int:id> and /posts/<int:id>) share one map and one small
+    # regex in which the (already hashed) first segment is a wildcard. Classes stay few however many
+    # routes there are, and NGINX zeroes every variable's slot on every request, so few is cheap.
     dynamic = [p for p in compiled.patterns if p.regex is not None]
     groups: dict[str, list[Pattern]] = defaultdict(list)
     rest: list[Pattern] = []
     for p in dynamic:
-        if p.prefix:  # NGINX's hash ignores ASCII case: /A and /a share a group (regexes keep case)
-            groups["/" + p.prefix[0].encode().lower().decode()].append(p)
+        head = re.escape("/" + p.prefix[0]) if p.prefix else None
+        if head and p.regex.startswith(head):
+            groups[_ascii_lower(p.prefix[0])].append(p)  # the hash key: NGINX ignores ASCII case
         else:
             rest.append(p)
-    block("$uri", f"{v}_seg", [(quote("~^(/[^/]*)"), "$1")], '""', "the first path segment")
-    group_vars = {seg: f"{v}_g{i}" for i, seg in enumerate(sorted(groups))}
-    block(f"{v}_seg", f"{v}_dyn", [(quote(seg), gv) for seg, gv in group_vars.items()], f"{v}_any",
-          f"{len(dynamic)} dynamic rules in {len(groups)} groups by first segment (hash)")
-    for seg, gv in group_vars.items():
-        pats = groups[seg]
+    classes: dict[tuple, list[str]] = defaultdict(list)
+    for key, pats in groups.items():
+        if all(p.prefix[0] == key for p in pats):
+            # lower-case segment: the hash matched it up to case, [^/A-Z]* re-checks the case
+            shape = tuple(sorted({(p.methods or (), "/[^/A-Z]*" + p.regex[len(re.escape("/" + key)):], p.utf)
+                                  for p in pats}))
+            classes[(None, shape)].append(key)
+        else:  # upper-case letters in the segment: a class of its own, segments spelled out
+            shape = tuple(sorted({(p.methods or (), p.regex, p.utf) for p in pats}))
+            classes[(key, shape)].append(key)
+    block("$uri", f"{v}_dynf", [(seg_regex, f"{v}_dyn")], f"{v}_any",
+          "a static path with another method or case: read the first segment, then as below")
+    class_var = {key: f"{v}_c{i}" for i, key in enumerate(sorted(classes, key=lambda k: (k[0] or "", k[1])))}
+    entries = [(quote("/" + seg), class_var[key]) for key, segs in classes.items() for seg in segs]
+    block(f"{v}_s", f"{v}_dyn", sorted(entries), f"{v}_any",
+          f"{len(dynamic) - len(rest)} dynamic rules under {len(groups)} first segments (hash) in "
+          f"{len(classes)} shape classes")
+    for key, var in class_var.items():
+        pats = [Pattern(rule="", methods=m or None, regex=body, utf=utf) for m, body, utf in key[1]]
+        members = [p for seg in classes[key] for p in groups[seg]]
         entries = [(quote(r), "1") for r in _alternations(pats)]
-        if _matches_console(pats, compiled):
+        if _matches_console(members, compiled):
             entries.insert(0, (quote(_console_regex(compiled)), "0"))
-        block("$request_method $uri", gv, entries, f"{v}_any", f"rules under {seg}/: " + ", ".join(
-            sorted({p.rule for p in pats}))[:200])
+        block("$request_method $uri", var, entries, f"{v}_any",
+              "segments " + ", ".join(f"/{seg}" for seg in sorted(classes[key]))[:160])
     # 4. rules whose first segment is dynamic
     entries = [(quote(r), "1") for r in _alternations(rest)]
     if _matches_console(rest, compiled):
