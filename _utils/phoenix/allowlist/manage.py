@@ -44,6 +44,8 @@ class Plan:
     inspection: Inspection
     current: dict[str, str | None]
     timings: dict[str, float] = field(default_factory=dict)
+    #: test mode only: why the current configuration would not protect the app (yet)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def files(self) -> dict[str, str]:
@@ -82,8 +84,13 @@ def plan(
     upstream: str | None = None,
     status: int = 404,
     console_path: str | list[str] | None = "/console",
+    strict: bool = True,
 ) -> Plan:
-    """Extract, compile, render and inspect; raises :class:`AllowlistError` subclasses."""
+    """Extract, compile, render and inspect; raises :class:`AllowlistError` subclasses.
+
+    With ``strict=False`` (test mode) a configuration that does not include the files yet is
+    recorded in ``Plan.problems`` instead of raised: an earlier state of the same run may deploy it.
+    """
     started = time.perf_counter()
     gate_path = gate or default_gate(name)
     table = extract(app, python=python, cwd=cwd, env=env, timeout=timeout, factory=factory)
@@ -100,10 +107,11 @@ def plan(
     inspection = inspect(config, name, gate_path, upstream=upstream)
     problems = inspection.problems()
     if problems:
-        raise ConfigError(
-            f"the allowlist for {table['app']} would not protect it in {config}: " + "; ".join(problems)
-            + f". Include {name} in the http block and {gate_path} in each location that reaches the app."
-        )
+        message = (f"the allowlist for {table['app']} would not protect it in {config}: " + "; ".join(problems)
+                   + f". Include {name} in the http block and {gate_path} in each location that reaches the app.")
+        if strict:
+            raise ConfigError(message)
+        problems = [message]
     done = time.perf_counter()
     timings = {
         "app_import": float(table.get("import_seconds", 0.0)),
@@ -111,7 +119,9 @@ def plan(
         "compile_render_inspect": done - extracted,
     }
     current = {name: swap.read(name), gate_path: swap.read(gate_path)}
-    return Plan(name, gate_path, table, compiled, rendered, inspection, current, timings)
+    log.info("phoenix allowlist: %d routes of %s rendered in %.3fs (app import %.3fs)", len(compiled.patterns),
+             table["app"], done - started, timings["app_import"])
+    return Plan(name, gate_path, table, compiled, rendered, inspection, current, timings, problems)
 
 
 def apply(p: Plan, nginx: str = "nginx", prefix: str | None = None) -> list[str]:
@@ -129,12 +139,13 @@ def managed(name: str, test: bool = False, nginx: str = "nginx", prefix: str | N
     """Salt-style ``{name, result, changes, comment}`` for the allowlist at ``name``."""
     ret: dict[str, Any] = {"name": name, "result": False, "changes": {}, "comment": ""}
     try:
-        p = plan(name, **kwargs)
+        p = plan(name, strict=not test, **kwargs)
     except AllowlistError as exc:
         ret["comment"] = str(exc)
         return ret
     notes = "".join(f" Note: {n}." for n in p.compiled.notes)
-    if not p.changed:
+    notes += "".join(f" Warning: {m}; unless an earlier state deploys that, applying will fail." for m in p.problems)
+    if not p.changed and not p.problems:
         ret.update(result=True, comment=f"The allowlist is up to date: {p.summary()}.{notes}")
         return ret
     changes = {"diff": p.diff(), "files": p.changed}
