@@ -83,8 +83,11 @@ def _alternations(patterns: list[Pattern]) -> list[str]:
 
 
 def _matches_console(patterns: list[Pattern], compiled: Compiled) -> bool:
+    """Could one of ``patterns`` let a console path through (so that it must be refused first)?"""
     probes = [c for path in compiled.console_paths for c in (path, "/" + path, "//" + path)]
-    return any(compiled.python_regex(p).match(c) for p in patterns for c in probes)
+    heads = {_ascii_lower(c.lstrip("/").split("/")[0]) for c in probes}
+    candidates = [p for p in patterns if not p.prefix or _ascii_lower(p.prefix[0]) in heads]
+    return any(compiled.python_regex(p).match(c) for p in candidates for c in probes)
 
 
 def render(compiled: Compiled, name: str, status: int = 404, header: str = "") -> Rendered:
