@@ -52,6 +52,10 @@ MATRIX = [
     ("GET", "/?%5f%5fdebugger%5f%5f=yes&cmd=resource&f=style.css", False),
     ("GET", "/?%5F%5Fdebugger%5F%5F=yes", False), ("GET", "/?__%64ebugger__=yes", False),
     ("GET", "/console?__debugger__=yes&cmd=resource&f=console.png", False),
+    ("GET", "/item/5?q=a%20b&__debugger__=yes", False), ("GET", "/about/?__DEBUGGER__=yes", False),
+    ("GET", "/files/a%20b/c?x=1+2&__debugger__=yes", False),
+    # ordinary query strings still pass, spaces and unicode in the path too
+    ("GET", "/item/5?q=a%20b&page=2", True), ("GET", "/files/a%20b/c?x=1+2", True), ("GET", "/login?next=/x", True),
 ]
 
 

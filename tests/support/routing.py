@@ -38,7 +38,8 @@ def compiled_for(url_map: Map) -> Compiled:
 STATIC = st.sampled_from(["a", "b", "ab", "x1", "é", "v", "A", "item"])
 CONVERTER = st.sampled_from([
     "<int:{v}>", "<{v}>", "<string(length=2):{v}>", "<string(minlength=2,maxlength=3):{v}>",
-    "<float:{v}>", "<any(ab,b):{v}>", "<int(signed=True):{v}>", "<int(fixed_digits=2):{v}>",
+    # int(fixed_digits=N) is left out here: see test_to_python_validation_is_the_apps_business
+    "<float:{v}>", "<any(ab,b):{v}>", "<int(signed=True):{v}>",
     "<uuid:{v}>", "v<int:{v}>", "<{v}>-x",
 ])
 

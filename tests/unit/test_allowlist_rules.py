@@ -150,3 +150,14 @@ def test_regexes_never_capture_except_the_segment_reader():
     regexes = [line.strip() for line in text.splitlines() if line.strip().startswith('"~')]
     capturing = {r.rsplit(" ", 1)[0] for r in regexes if re.search(r"(?<!\\)\((?![?*])|\(\?P?<[A-Za-z]", r)}
     assert len(capturing) == 1 and capturing.pop().startswith('"~^(?<phoenix_x_')
+
+
+def test_to_python_validation_is_the_apps_business():
+    """Known, documented difference: Werkzeug stops at the first rule whose regex matches, even when
+    that converter's to_python then refuses (fixed_digits, min/max); NGINX tries the next rule. The
+    request then reaches the app, which answers 404 itself: NGINX is never stricter-than-needed here
+    and nothing the app does not route gets an answer other than the app's own 404."""
+    url_map = Map([Rule("/<int(fixed_digits=2):n>/x", endpoint="a"), Rule("/<int:n>/x", endpoint="b")])
+    compiled = compiled_for(url_map)
+    assert compiled.allows("GET", "/12/x") and werkzeug_allows(url_map, "GET", "/12/x")
+    assert compiled.allows("GET", "/1/x") and not werkzeug_allows(url_map, "GET", "/1/x")

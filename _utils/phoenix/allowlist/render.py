@@ -3,14 +3,17 @@
 The *gate* design (DESIGN.md section 1): no location of the user's config changes. The decision is
 a chain of maps, each one a hash lookup or a few regexes, evaluated lazily and only as far as needed:
 
-1. ``$args``: a request carrying Werkzeug's ``__debugger__`` argument (in any percent-encoding) -> 0;
-2. ``$uri`` hash: the debugger console path -> 0; a static rule -> its method set -> 1;
-3. the first path segment (one short regex) -> hash -> that segment's few dynamic rules (regex);
-4. rules whose first segment is dynamic (catch-alls such as ``/<username>``) -> 1, else 0.
+1. ``$uri`` hash: the debugger console path -> 0; a static rule -> its method set -> case check;
+2. on a miss the same map reads the first path segment (a named capture) -> hash on it -> the
+   *shape class* of that segment's dynamic rules -> one small anchored regex;
+3. rules whose first segment is dynamic (catch-alls such as ``/<username>``) -> 1, else 0.
 
-Regexes never capture except the one that reads the first segment, and every regex is anchored.
-A hash hit on a static key is re-checked for upper-case letters, because NGINX map hashes ignore
-case while Werkzeug does not. The gate is ``if ($phoenix_<app>_allow = 0) { return 404; }``.
+Every regex that allows also reads ``$args`` (after the last space of its subject: NGINX never lets
+a raw space into the query) and refuses Werkzeug's ``__debugger__`` argument in any encoding, so
+the debugger check costs no map of its own. Regexes never capture except the one that reads the
+first segment, and every regex is anchored. A hash hit on a static key is re-checked for upper-case
+letters, because NGINX map hashes ignore case while Werkzeug does not. The gate is
+``if ($phoenix_<app>_allow = 0) { return 404; }``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ MAX_TOKEN = 3000
 _DEBUGGER_KEY = "".join(
     "(?:_|%5f)" if ch == "_" else f"(?:{ch}|%{ord(ch):x})" for ch in "__debugger__"
 )
+#: appended to every allowing regex over "... $uri $args": the query, without __debugger__
+_ARGS_TAIL = r" (?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*\z"
+#: the subject of every regex map that decides on method, path and query
+_SUBJECT = "$request_method $uri $args"
 
 
 @dataclass(frozen=True)
@@ -68,17 +75,18 @@ def _alternations(patterns: list[Pattern]) -> list[str]:
         head = "^" + _methods_regex(methods) + " (?:"
         chunk: list[str] = []
         utf = False
-        size = len(head)
+        base = len(head) + len(_ARGS_TAIL) + len("~(*UTF))")
+        size = base
         for p in group:
             assert p.regex is not None
             if chunk and size + len(p.regex) + 1 > MAX_TOKEN:
-                out.append("~" + ("(*UTF)" if utf else "") + head + "|".join(chunk) + r")\z")
-                chunk, size, utf = [], len(head), False
+                out.append("~" + ("(*UTF)" if utf else "") + head + "|".join(chunk) + ")" + _ARGS_TAIL)
+                chunk, size, utf = [], base, False
             chunk.append(p.regex)
             size += len(p.regex) + 1
             utf = utf or p.utf
         if chunk:
-            out.append("~" + ("(*UTF)" if utf else "") + head + "|".join(chunk) + r")\z")
+            out.append("~" + ("(*UTF)" if utf else "") + head + "|".join(chunk) + ")" + _ARGS_TAIL)
     return out
 
 
@@ -111,10 +119,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "") -
         lines.append("}")
         lines.append("")
 
-    # 1. the debugger's own requests never reach the app
-    block("$args", allow, [('""', f"{v}_route"), (quote("~*" + _DEBUGGER_KEY), "0")], f"{v}_route",
-          "Werkzeug debugger requests (__debugger__ in the query, any encoding) are refused")
-    # 2. static rules: one case-insensitive hash lookup, then method set, then a case check
+    # 1. static rules: one case-insensitive hash lookup, then method set, then a case check
     exact = [p for p in compiled.patterns if p.regex is None]
     merged: dict[str, tuple[str, ...] | None] = {}  # a path listed by several rules: union of methods
     for p in exact:
@@ -131,7 +136,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "") -
     # a miss reads the first segment into $..._s (a named capture) on the way: one map fewer
     seg_regex = quote("~^(?<" + v[1:] + "_s>/[^/]*)")
     entries.append((seg_regex, f"{v}_dyn"))
-    block("$uri", f"{v}_route", entries, f"{v}_any",
+    block("$uri", allow, entries, f"{v}_any",
           f"{len(merged)} static paths (hash); the debugger console is refused")
     for methods, var in set_var.items():
         if methods is None:
@@ -139,9 +144,9 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "") -
         else:
             block("$request_method", var, [(m, f"{v}_case") for m in methods], f"{v}_dynf",
                   "methods of these static rules")
-    block("$uri", f"{v}_case", [(quote("~[A-Z]"), f"{v}_dynf")], "1",
-          "the hash ignores case, Werkzeug does not: upper-case variants go on to the regexes")
-    # 3. dynamic rules: a hash on the first path segment picks a *shape class*. Segments whose rules
+    block("$uri $args", f"{v}_case", [(quote("~^[^A-Z]*" + _ARGS_TAIL), "1")], f"{v}_dynf",
+          "the hash ignores case, Werkzeug does not: upper-case variants (and __debugger__) go on to the regexes")
+    # 2. dynamic rules: a hash on the first path segment picks a *shape class*. Segments whose rules
     # have the same remainders (e.g. /users/<int:id> and /posts/<int:id>) share one map and one small
     # regex in which the (already hashed) first segment is a wildcard. Classes stay few however many
     # routes there are, and NGINX zeroes every variable's slot on every request, so few is cheap.
@@ -177,13 +182,13 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "") -
         entries = [(quote(r), "1") for r in _alternations(pats)]
         if _matches_console(members, compiled):
             entries.insert(0, (quote(_console_regex(compiled)), "0"))
-        block("$request_method $uri", var, entries, f"{v}_any",
+        block(_SUBJECT, var, entries, f"{v}_any",
               "segments " + ", ".join(f"/{seg}" for seg in sorted(classes[key]))[:160])
-    # 4. rules whose first segment is dynamic
+    # 3. rules whose first segment is dynamic
     entries = [(quote(r), "1") for r in _alternations(rest)]
     if _matches_console(rest, compiled):
         entries.insert(0, (quote(_console_regex(compiled)), "0"))
-    block("$request_method $uri", f"{v}_any", entries, "0",
+    block(_SUBJECT, f"{v}_any", entries, "0",
           f"{len(rest)} rules whose first segment is dynamic; everything else is refused")
     gate = (
         f"# Phoenix allowlist gate for {name} (generated by nginx_whitelist; edits are overwritten).\n"
@@ -195,4 +200,4 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "") -
 
 def _console_regex(compiled: Compiled) -> str:
     alts = "|".join(re.escape(p.lstrip("/")) for p in compiled.console_paths)
-    return rf"~^[^ ]+ /+(?:{alts})\z"
+    return rf"~^[^ ]+ /+(?:{alts}) [^ ]*\z"
