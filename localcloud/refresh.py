@@ -1,0 +1,227 @@
+"""Instance refresh (StartInstanceRefresh / DescribeInstanceRefreshes / CancelInstanceRefresh) and
+MaxInstanceLifetime (instances older than the group's limit are replaced, on the virtual clock)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from localcloud.awsquery import ApiRequest, AwsError, response_xml, validation_error
+from localcloud.frontend import Forward, Interceptor, Response, xml_response
+from localcloud.replacement import BatchLimits, ReplacementFailed, replace_instances
+
+if TYPE_CHECKING:
+    from localcloud.cloud import LocalCloud
+
+log = logging.getLogger(__name__)
+
+SERVICE = "autoscaling"
+ACTIVE = ("Pending", "InProgress", "Cancelling")
+
+
+class RefreshCancelled(Exception):
+    """Raised inside a refresh when CancelInstanceRefresh was called."""
+
+
+@dataclass
+class Refresh:
+    """One instance refresh."""
+
+    refresh_id: str
+    group: str
+    preferences: dict[str, Any]
+    start_time: float
+    status: str = "Pending"
+    status_reason: str | None = None
+    end_time: float | None = None
+    percentage: int = 0
+    to_update: int = 0
+    cancel: bool = field(default=False, repr=False)
+
+    def describe(self, iso: Any) -> dict[str, Any]:
+        """The DescribeInstanceRefreshes entry."""
+        entry: dict[str, Any] = {
+            "InstanceRefreshId": self.refresh_id, "AutoScalingGroupName": self.group, "Status": self.status,
+            "StartTime": iso(self.start_time), "PercentageComplete": self.percentage,
+            "InstancesToUpdate": self.to_update, "Preferences": self.preferences,
+        }
+        if self.status_reason:
+            entry["StatusReason"] = self.status_reason
+        if self.end_time is not None:
+            entry["EndTime"] = iso(self.end_time)
+        return entry
+
+
+class Refresher:
+    """Instance refreshes and lifetime-based replacement for every group of the cloud."""
+
+    def __init__(self, cloud: "LocalCloud") -> None:
+        self.cloud = cloud
+        self.refreshes: list[Refresh] = []
+        self.lifetime_jobs: set[str] = set()
+
+    def clear(self) -> None:
+        """Forget all refreshes (cloud reset)."""
+        for refresh in self.refreshes:
+            refresh.cancel = True
+        self.refreshes = []
+        self.lifetime_jobs = set()
+
+    def active(self, group: str) -> Refresh | None:
+        """The group's refresh that has not finished."""
+        return next((r for r in self.refreshes if r.group == group and r.status in ACTIVE), None)
+
+    # ------------------------------------------------------------------ API
+    def interceptors(self) -> dict[str, Interceptor]:
+        """The instance refresh API handlers."""
+        return {
+            f"{SERVICE}:StartInstanceRefresh": self._start,
+            f"{SERVICE}:DescribeInstanceRefreshes": self._describe,
+            f"{SERVICE}:CancelInstanceRefresh": self._cancel,
+        }
+
+    def _start(self, req: ApiRequest, forward: Forward) -> Response:
+        name = req.get("AutoScalingGroupName")
+        group = self.cloud.fleet.group(name)
+        if self.active(group.name) is not None:
+            raise AwsError("InstanceRefreshInProgress",
+                           f"An Instance Refresh is already in progress and blocks the execution of this Instance "
+                           f"Refresh for {group.name}.")
+        if req.get("Strategy", "Rolling") != "Rolling":
+            raise validation_error("Strategy must be Rolling")
+        desired_config = req.struct("DesiredConfiguration")
+        if set(desired_config) - {"LaunchTemplate"}:
+            raise validation_error("localcloud simulates only DesiredConfiguration.LaunchTemplate in "
+                                   "StartInstanceRefresh")
+        raw = req.struct("Preferences")
+        prefs: dict[str, Any] = {
+            "MinHealthyPercentage": int(raw.get("MinHealthyPercentage", 90)),
+            "MaxHealthyPercentage": int(raw.get("MaxHealthyPercentage", 100)),
+            "InstanceWarmup": int(raw.get("InstanceWarmup", group.health_check_grace_period or 0)),
+            "SkipMatching": str(raw.get("SkipMatching", "false")).lower() == "true",
+        }
+        if not 0 <= prefs["MinHealthyPercentage"] <= 100 or not 100 <= prefs["MaxHealthyPercentage"] <= 200:
+            raise validation_error("MinHealthyPercentage must be 0-100 and MaxHealthyPercentage 100-200")
+        if prefs["MinHealthyPercentage"] == 100 and prefs["MaxHealthyPercentage"] == 100:
+            raise validation_error("MinHealthyPercentage and MaxHealthyPercentage cannot both be 100")
+        if desired_config.get("LaunchTemplate"):
+            self._use_launch_template(group, desired_config["LaunchTemplate"])
+        refresh = Refresh(refresh_id=str(uuid.uuid4()), group=group.name, preferences=prefs,
+                          start_time=self.cloud.clock.now())
+        self.refreshes.append(refresh)
+        generation = self.cloud.generation
+        self.cloud.spawn(f"localcloud-refresh-{group.name}", lambda: self._run(refresh, generation))
+        return xml_response(response_xml(SERVICE, "StartInstanceRefresh", {"InstanceRefreshId": refresh.refresh_id}))
+
+    def _use_launch_template(self, group: Any, spec: dict[str, Any]) -> None:
+        """Point the group at DesiredConfiguration.LaunchTemplate (kept when the refresh ends)."""
+        from localcloud import motoaccess
+
+        ec2 = motoaccess.ec2(self.cloud.region)
+        try:
+            if spec.get("LaunchTemplateId"):
+                template = ec2.get_launch_template(spec["LaunchTemplateId"])
+            else:
+                template = ec2.get_launch_template_by_name(spec.get("LaunchTemplateName"))
+            version = spec.get("Version") or "$Default"
+            template.get_version(version)
+        except Exception:
+            raise validation_error(f"The launch template in DesiredConfiguration does not exist: {spec}") from None
+        group.ec2_launch_template = template
+        group.launch_config = None
+        group.provided_launch_template_version = spec.get("Version")
+        group.launch_template_version = version
+
+    def _describe(self, req: ApiRequest, forward: Forward) -> Response:
+        name = req.get("AutoScalingGroupName")
+        self.cloud.fleet.group(name)
+        wanted = set(req.members("InstanceRefreshIds"))
+        found = [r.describe(self.cloud.clock.iso) for r in reversed(self.refreshes)
+                 if r.group == name and (not wanted or r.refresh_id in wanted)]
+        return xml_response(response_xml(SERVICE, "DescribeInstanceRefreshes", {"InstanceRefreshes": found}))
+
+    def _cancel(self, req: ApiRequest, forward: Forward) -> Response:
+        name = req.get("AutoScalingGroupName")
+        group = self.cloud.fleet.group(name)
+        refresh = self.active(group.name)
+        if refresh is None:
+            raise AwsError("ActiveInstanceRefreshNotFound",
+                           f"No in progress or pending Instance Refresh found for Auto Scaling group {group.name}")
+        refresh.cancel = True
+        refresh.status = "Cancelling"
+        return xml_response(response_xml(SERVICE, "CancelInstanceRefresh", {"InstanceRefreshId": refresh.refresh_id}))
+
+    # ------------------------------------------------------------------ the refresh
+    def _run(self, refresh: Refresh, generation: int) -> None:
+        cloud, fleet = self.cloud, self.cloud.fleet
+        with cloud.op_lock(generation):
+            group = fleet.group(refresh.group)
+            desired = group.desired_capacity or 0
+            start_seq = fleet.seq
+            skip = refresh.preferences["SkipMatching"]
+            from localcloud import motoaccess
+
+            target, _ = motoaccess.group_launch_version(group)
+            min_healthy = math.ceil(desired * refresh.preferences["MinHealthyPercentage"] / 100)
+            max_total = math.floor(desired * refresh.preferences["MaxHealthyPercentage"] / 100)
+            limits = BatchLimits(max_batch=max(1, desired - min_healthy), min_in_service=min_healthy,
+                                 max_surge=max(0, max_total - desired),
+                                 pause_seconds=float(refresh.preferences["InstanceWarmup"]))
+            refresh.status = "InProgress" if not refresh.cancel else refresh.status
+
+        def obsolete(rec: Any) -> bool:
+            return rec.seq <= start_seq and (not skip or rec.launch_version != target)
+
+        def check() -> None:
+            if refresh.cancel:
+                raise RefreshCancelled()
+
+        def progress(done: int, total: int) -> None:
+            refresh.to_update = max(0, total - done)
+            refresh.percentage = 100 if total == 0 else int(100 * done / total)
+
+        try:
+            check()
+            replace_instances(cloud, refresh.group, obsolete, limits, generation, lambda text: None, check, progress)
+        except RefreshCancelled:
+            refresh.status, refresh.status_reason = "Cancelled", "Cancelled by CancelInstanceRefresh"
+        except ReplacementFailed as exc:
+            refresh.status, refresh.status_reason = "Failed", str(exc)
+        else:
+            refresh.status, refresh.percentage, refresh.to_update = "Successful", 100, 0
+        refresh.end_time = cloud.clock.now()
+
+    # ------------------------------------------------------------------ MaxInstanceLifetime
+    def tick(self) -> None:
+        """Start replacing instances older than their group's MaxInstanceLifetime (lock held)."""
+        fleet = self.cloud.fleet
+        now = self.cloud.clock.now()
+        for group in list(fleet.backend.autoscaling_groups.values()):
+            lifetime = getattr(group, "max_instance_lifetime", None)
+            if not lifetime or group.name in self.lifetime_jobs or self.active(group.name) is not None:
+                continue
+            if getattr(group, "_lc_busy", None):
+                continue
+            if any(now - r.launched_at >= lifetime for r in fleet.in_service(group.name)):
+                self.lifetime_jobs.add(group.name)
+                self.cloud.spawn(f"localcloud-lifetime-{group.name}",
+                                 lambda name=group.name, limit=lifetime, gen=self.cloud.generation:
+                                 self._expire(name, limit, gen))
+
+    def _expire(self, group_name: str, lifetime: int, generation: int) -> None:
+        cloud = self.cloud
+        try:
+            with cloud.op_lock(generation):
+                desired = cloud.fleet.group(group_name).desired_capacity or 0
+            limits = BatchLimits(max_batch=1, min_in_service=max(0, desired - 1), max_surge=1)
+            replace_instances(cloud, group_name,
+                              lambda r: r.state == "InService" and cloud.clock.now() - r.launched_at >= lifetime,
+                              limits, generation, lambda text: log.info("%s: %s", group_name, text))
+        except ReplacementFailed as exc:
+            log.warning("MaxInstanceLifetime replacement in %s failed: %s", group_name, exc)
+        finally:
+            if generation == cloud.generation:  # after a reset the set belongs to the new generation
+                self.lifetime_jobs.discard(group_name)

@@ -1,0 +1,125 @@
+"""localcloud: native instance refresh and MaxInstanceLifetime on the controllable clock.
+Real moto server, real boto3, no mocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from localcloud import LocalCloud
+from localcloud.testing import client, wait_until
+
+AMI = "ami-12c6146b"
+DAY = 86400
+
+
+@pytest.fixture
+def cloud() -> Iterator[LocalCloud]:
+    with LocalCloud(boot_seconds=0.1) as running:
+        yield running
+
+
+@pytest.fixture
+def asg(cloud: LocalCloud) -> Any:
+    ec2 = client(cloud.endpoint, "ec2")
+    ec2.create_launch_template(LaunchTemplateName="web-lt", LaunchTemplateData={"ImageId": AMI,
+                                                                                "InstanceType": "t3.micro"})
+    return client(cloud.endpoint, "autoscaling")
+
+
+def make_group(asg: Any, desired: int, **extra: Any) -> None:
+    asg.create_auto_scaling_group(AutoScalingGroupName="web", MinSize=1, MaxSize=desired + 2,
+                                  DesiredCapacity=desired, LaunchTemplate={"LaunchTemplateName": "web-lt"},
+                                  AvailabilityZones=["us-east-1a"], **extra)
+
+
+def in_service(asg: Any, count: int) -> set[str]:
+    def ready() -> set[str] | None:
+        instances = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]["Instances"]
+        ok = len(instances) == count and all(i["LifecycleState"] == "InService" for i in instances)
+        return {i["InstanceId"] for i in instances} if ok else None
+
+    return wait_until(ready, message=f"{count} InService")
+
+
+def refresh_status(asg: Any, refresh_id: str) -> dict[str, Any]:
+    found = asg.describe_instance_refreshes(AutoScalingGroupName="web", InstanceRefreshIds=[refresh_id])
+    return found["InstanceRefreshes"][0]
+
+
+def test_instance_refresh_replaces_every_instance_keeping_min_healthy(cloud: LocalCloud, asg: Any) -> None:
+    make_group(asg, desired=4)
+    old = in_service(asg, 4)
+    started = cloud.clock.now()
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="web", Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 30})["InstanceRefreshId"]
+    with pytest.raises(ClientError) as raised:
+        asg.start_instance_refresh(AutoScalingGroupName="web")
+    assert raised.value.response["Error"]["Code"] == "InstanceRefreshInProgress"
+
+    def finished() -> dict[str, Any] | None:
+        cloud.advance(30)  # warm-up passes on the virtual clock
+        status = refresh_status(asg, refresh_id)
+        return status if status["Status"] not in ("Pending", "InProgress") else None
+
+    status = wait_until(finished, message="the refresh to finish")
+    assert status["Status"] == "Successful" and status["PercentageComplete"] == 100
+    assert status["Preferences"]["MinHealthyPercentage"] == 50
+    new = in_service(asg, 4)
+    assert not old & new
+    during = [e for e in cloud.timeline("web") if e["time"] >= started]
+    assert min(e["in_service"] for e in during) >= 2
+
+
+def test_cancel_instance_refresh(cloud: LocalCloud, asg: Any) -> None:
+    make_group(asg, desired=2)
+    in_service(asg, 2)
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="web", Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 3600})["InstanceRefreshId"]
+    wait_until(lambda: refresh_status(asg, refresh_id)["PercentageComplete"] > 0, message="the first batch")
+    assert asg.cancel_instance_refresh(AutoScalingGroupName="web")["InstanceRefreshId"] == refresh_id
+    wait_until(lambda: refresh_status(asg, refresh_id)["Status"] == "Cancelled", message="Cancelled")
+    with pytest.raises(ClientError) as raised:
+        asg.cancel_instance_refresh(AutoScalingGroupName="web")
+    assert raised.value.response["Error"]["Code"] == "ActiveInstanceRefreshNotFound"
+
+
+def test_max_instance_lifetime_replaces_old_instances_as_the_clock_passes(cloud: LocalCloud, asg: Any) -> None:
+    make_group(asg, desired=2, MaxInstanceLifetime=DAY)
+    first = in_service(asg, 2)
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
+    assert group["MaxInstanceLifetime"] == DAY
+    cloud.advance(DAY / 2)
+    assert in_service(asg, 2) == first  # half a day: nothing to do
+    cloud.advance(DAY / 2 + 60)
+    second = wait_until(lambda: (ids := in_service(asg, 2)) and not ids & first and ids, message="replacement")
+    assert not second & first
+    timeline = cloud.timeline("web")
+    assert timeline[-1]["in_service"] == 2
+    with pytest.raises(ClientError) as raised:
+        asg.update_auto_scaling_group(AutoScalingGroupName="web", MaxInstanceLifetime=60)
+    assert raised.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_instance_refresh_to_a_desired_launch_template_version(cloud: LocalCloud, asg: Any) -> None:
+    make_group(asg, desired=2)
+    old = in_service(asg, 2)
+    ec2 = client(cloud.endpoint, "ec2")
+    ec2.create_launch_template_version(LaunchTemplateName="web-lt", SourceVersion="1",
+                                       LaunchTemplateData={"TagSpecifications": [
+                                           {"ResourceType": "instance", "Tags": [{"Key": "Rebuild", "Value": "2"}]}]})
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="web", Preferences={"MinHealthyPercentage": 50, "SkipMatching": True, "InstanceWarmup": 0},
+        DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateName": "web-lt", "Version": "2"}})["InstanceRefreshId"]
+    wait_until(lambda: refresh_status(asg, refresh_id)["Status"] == "Successful", message="the refresh")
+    new = in_service(asg, 2)
+    assert not old & new
+    described = asg.describe_auto_scaling_instances(InstanceIds=sorted(new))["AutoScalingInstances"]
+    assert {i["LaunchTemplate"]["Version"] for i in described} == {"2"}
+    # SkipMatching: a second refresh to the same version has nothing to replace
+    again = asg.start_instance_refresh(AutoScalingGroupName="web", Preferences={"SkipMatching": True, "InstanceWarmup": 0})
+    wait_until(lambda: refresh_status(asg, again["InstanceRefreshId"])["Status"] == "Successful", message="no-op")
+    assert in_service(asg, 2) == new
