@@ -92,6 +92,7 @@ class LocalCloud:
         if _ACTIVE:
             raise RuntimeError("another LocalCloud is running in this process (moto state is process-wide)")
         _ACTIVE.append(self)
+        motoaccess.register_cfn_yaml_tags()
         motoaccess.reset_all()
         handler = type("LocalCloudRequestHandler", (QuietRequestHandler,), {"clock": self.clock})
         self._server = make_server("127.0.0.1", self.port, Frontend(self), threaded=True, request_handler=handler)

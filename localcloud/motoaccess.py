@@ -103,3 +103,17 @@ def group_launch_version(group: FakeAutoScalingGroup) -> tuple[str, dict[str, An
         spec = {"LaunchTemplateId": lt.id, "LaunchTemplateName": lt.name, "Version": str(version.number)}
         return f"{lt.id}:{version.number}", spec
     return f"lc:{getattr(group, 'launch_configuration_name', None)}", None
+
+
+def register_cfn_yaml_tags() -> None:
+    """Make moto's CloudFormation YAML tags (``!Ref``, ``!Sub``...) work whatever ``yaml.Loader`` is.
+
+    moto registers its tag constructor on ``yaml.Loader`` as it finds it, but Salt (imported in the
+    same process by the tests and by anything that uses Salt's loader) rebinds ``yaml.Loader`` to
+    ``yaml.CLoader``; register on both classes so templates parse either way.
+    """
+    import yaml
+    from moto.cloudformation.utils import yaml_tag_constructor
+
+    for loader in {yaml.loader.Loader, yaml.Loader, getattr(yaml, "CLoader", yaml.loader.Loader)}:
+        yaml.add_multi_constructor("", yaml_tag_constructor, Loader=loader)
