@@ -1,0 +1,268 @@
+"""Rebuild the instances of an AWS Auto Scaling group (Phoenix).
+
+Thin wrapper over :mod:`phoenix.rebuild`: reads ``phoenix:aws`` and ``phoenix:rebuild`` from the
+minion/master config and pillar (pillar wins, keyword arguments win over both), sends progress events
+``phoenix/rebuild/<group>/<stage>`` and returns plain data.
+
+Events: on a minion connected to a master they go through ``event.send`` (the master sees them as
+``_minion_event`` from this minion); inside the master (``salt-run state.orchestrate``) they are fired
+on the master event bus; under ``salt-call --local`` there is no bus and progress is logged only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+try:
+    import phoenix.aws
+    import phoenix.rebuild.cycle
+    import phoenix.rebuild.errors
+    import phoenix.rebuild.options
+    import phoenix.rebuild.policy
+    import phoenix.rebuild.preflight
+    import phoenix.rebuild.progress
+    import phoenix.rebuild.status
+    import phoenix.rebuild.target
+    import phoenix.rebuild.trigger
+    import phoenix.rebuild.watch
+
+    HAS_PHOENIX = True
+    IMPORT_ERROR = ""
+except ImportError as exc:  # pragma: no cover - reported by __virtual__
+    HAS_PHOENIX = False
+    IMPORT_ERROR = str(exc)
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "rebuild"
+
+
+def __virtual__():
+    if not HAS_PHOENIX:
+        return (False, f"rebuild: the phoenix package (and boto3) must be importable: {IMPORT_ERROR}. Sync "
+                       "_utils (saltutil.sync_all) or pip install phoenix-salt")
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        return (False, "rebuild: boto3 is not installed")
+    return __virtualname__
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _section(source: dict[str, Any], path: str) -> dict[str, Any]:
+    node: Any = source
+    for part in path.split(":"):
+        if not isinstance(node, dict):
+            return {}
+        node = node.get(part)
+    return node if isinstance(node, dict) else {}
+
+
+def _aws(**overrides: Any) -> "phoenix.aws.AWS":
+    try:
+        settings = phoenix.aws.settings_from(
+            _section(__opts__, "phoenix:aws"),
+            _section(__pillar__, "phoenix:aws"),
+            {k: v for k, v in overrides.items() if v is not None},
+        )
+    except ValueError as exc:
+        raise SaltInvocationError(str(exc)) from None
+    return phoenix.aws.AWS(settings)
+
+
+def _options(**overrides: Any) -> "phoenix.rebuild.options.RebuildOptions":
+    try:
+        return phoenix.rebuild.options.options_from(
+            _section(__opts__, "phoenix:rebuild"),
+            _section(__pillar__, "phoenix:rebuild"),
+            {k: v for k, v in overrides.items() if v is not None},
+        )
+    except phoenix.rebuild.errors.RebuildError as exc:
+        raise SaltInvocationError(str(exc)) from None
+
+
+def _defaults(stack: str | None, group: str | None) -> tuple[str | None, str | None]:
+    if stack or group:
+        return stack, group
+    section = _section(__pillar__, "phoenix:rebuild") or _section(__opts__, "phoenix:rebuild")
+    return section.get("stack"), section.get("group")
+
+
+def _emitter():
+    """How to put an event on a bus from where this runs (None: logs only)."""
+    if __opts__.get("__role") == "master":
+        import salt.utils.event
+
+        def fire_master(tag: str, data: dict[str, Any]) -> bool:
+            with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as bus:
+                return bus.fire_event(data, tag)
+
+        return fire_master
+    if __opts__.get("file_client") == "local" or __opts__.get("local") or __opts__.get("master_type") == "disable":
+        return None
+
+    def send(tag: str, data: dict[str, Any]) -> bool:
+        return __salt__["event.send"](tag, data)
+
+    return send
+
+
+def _aws_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: kwargs.pop(k) for k in list(kwargs) if k in phoenix.aws.SETTING_KEYS}
+
+
+def _clean(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if not k.startswith("__")}
+
+
+def _fail(exc: Exception) -> None:
+    raise CommandExecutionError(str(exc)) from None
+
+
+# -- public functions -------------------------------------------------------------------------------
+def cycle(
+    stack: str | None = None,
+    group: str | None = None,
+    strategy: str | None = None,
+    test: bool | None = None,
+    fix_policy: bool = False,
+    deadline: Any = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """
+    Replace every instance of a group: preflight, trigger, watch, summary.
+
+    stack / group
+        The CloudFormation stack or Auto Scaling group (one is enough). Default:
+        ``phoenix:rebuild:stack`` / ``phoenix:rebuild:group`` from pillar.
+    strategy
+        ``cloudformation`` (new ``RebuildTimestamp`` -> AutoScalingRollingUpdate) or ``instance_refresh``.
+    test
+        Dry run: report what would happen; no mutating AWS call.
+    fix_policy
+        Set the recommended stack policy when preflight finds the current one too permissive.
+    deadline
+        Stop watching (and cancel the update) after this long, e.g. ``2h``.
+
+    Other ``phoenix:rebuild`` settings (``poll_initial``, ``poll_max``, ``min_healthy_percentage``,
+    ``instance_warmup``, ``timestamp_parameter``, ``require_launch_hook``...) and ``phoenix:aws`` settings
+    (``region``, ``profile``, ``endpoint_url``, ``max_attempts``) may be passed as keyword arguments.
+
+    Returns the summary (``result``, ``replaced``, ``abandoned``, ``duration_seconds``,
+    ``oldest_age_before``/``oldest_age_after``, ``comment``...). A refused cycle raises an error naming
+    the problems; a failed cycle returns ``result: False`` and sets a non-zero retcode.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call rebuild.cycle stack=web
+        salt-call rebuild.cycle group=web-Group-1AB2 strategy=instance_refresh
+        salt-call rebuild.cycle stack=web test=True
+        salt-call rebuild.cycle stack=web fix_policy=True deadline=2h
+    """
+    kwargs = _clean(kwargs)
+    aws_over = _aws_kwargs(kwargs)
+    if test is None:
+        test = bool(__opts__.get("test", False))
+    stack, group = _defaults(stack, group)
+    options = _options(strategy=strategy, deadline=deadline, **kwargs)
+    aws = _aws(**aws_over)
+    try:
+        summary = phoenix.rebuild.cycle.run_cycle(aws, options, stack=stack, group=group, dry_run=bool(test),
+                                                  fix_policy=bool(fix_policy), emit=_emitter())
+    except (phoenix.rebuild.errors.RebuildError, phoenix.aws.PhoenixAWSError) as exc:
+        _fail(exc)
+    if summary.get("result") is False:
+        __context__["retcode"] = 1
+    return summary
+
+
+def status(stack: str | None = None, group: str | None = None, max_age: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """
+    Every instance of the managed group: lifecycle state, age, launch version, past max age or not.
+
+    max_age
+        Age from which an instance is due for replacement (default ``phoenix:rebuild:max_age``, 24h).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call rebuild.status stack=web
+        salt-call rebuild.status group=web-Group-1AB2 max_age=12h
+    """
+    kwargs = _clean(kwargs)
+    aws = _aws(**_aws_kwargs(kwargs))
+    options = _options(max_age=max_age, **kwargs)
+    stack, group = _defaults(stack, group)
+    try:
+        target = phoenix.rebuild.target.resolve(aws, stack=stack, group=group)
+        out = phoenix.rebuild.status.collect(aws, target.group, options.max_age, group_data=target.group_data)
+    except (phoenix.rebuild.errors.RebuildError, phoenix.aws.PhoenixAWSError) as exc:
+        _fail(exc)
+    out["stack"] = target.stack
+    return out
+
+
+def preflight(
+    stack: str | None = None,
+    group: str | None = None,
+    strategy: str | None = None,
+    fix_policy: bool = False,
+    test: bool | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """
+    Check whether a cycle may start, without starting one: stack stable, no cycle running, stack policy,
+    LAUNCHING hook with DefaultResult ABANDON, the RebuildTimestamp parameter.
+
+    fix_policy
+        Replace a too permissive stack policy with the recommended one (the only change this function
+        makes; not with ``test=True``).
+
+    Returns ``{ok, problems: [{code, message, fix}], warnings, policy, hooks}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call rebuild.preflight stack=web
+        salt-call rebuild.preflight stack=web fix_policy=True
+    """
+    kwargs = _clean(kwargs)
+    aws = _aws(**_aws_kwargs(kwargs))
+    options = _options(strategy=strategy, **kwargs)
+    if test is None:
+        test = bool(__opts__.get("test", False))
+    stack, group = _defaults(stack, group)
+    try:
+        target = phoenix.rebuild.target.resolve(aws, stack=stack, group=group)
+        return phoenix.rebuild.cycle.run_preflight(aws, target, options, fix_policy=bool(fix_policy),
+                                                   dry_run=bool(test))
+    except (phoenix.rebuild.errors.RebuildError, phoenix.aws.PhoenixAWSError) as exc:
+        _fail(exc)
+
+
+def recommended_policy(stack: str | None = None, group: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """
+    The stack policy a rebuild needs for this stack: only the group and its launch template/configuration
+    may be modified (what ``fix_policy=True`` sets).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call rebuild.recommended_policy stack=web --out=json
+    """
+    kwargs = _clean(kwargs)
+    aws = _aws(**_aws_kwargs(kwargs))
+    stack, group = _defaults(stack, group)
+    try:
+        target = phoenix.rebuild.target.resolve(aws, stack=stack, group=group)
+    except (phoenix.rebuild.errors.RebuildError, phoenix.aws.PhoenixAWSError) as exc:
+        _fail(exc)
+    return phoenix.rebuild.policy.recommended(target.allowed_logical_ids)
