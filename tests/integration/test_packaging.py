@@ -35,6 +35,7 @@ def test_file_roots_and_sync_all(repo, tmp_path):
     code, synced, err = salt_call(conf, "saltutil.sync_all", env=_bare_env())
     assert code == 0, err
     assert "modules.nginx_whitelist" in synced["modules"] and "states.nginx_whitelist" in synced["states"]
+    assert "modules.rebuild" in synced["modules"] and "states.rebuild" in synced["states"]
     assert any(u.startswith("utils.phoenix") for u in synced["utils"]), synced["utils"]
     code, out, err = salt_call(conf, "nginx_whitelist.render", "/etc/nginx/conf.d/x.conf", "demo_app:app",
                                f"cwd={repo / 'tests' / 'apps'}", env=_bare_env())
@@ -83,8 +84,11 @@ def test_pip_install_entry_point(installed, repo, tmp_path):
                                f"cwd={repo / 'tests' / 'apps'}", python=python, env=_bare_env())
     assert code == 0, err
     assert "map " in out["maps"]
-    code, out, err = salt_call(conf, "sys.list_state_functions", "nginx_whitelist", python=python, env=_bare_env())
-    assert out == ["nginx_whitelist.managed"], (out, err)
+    code, out, err = salt_call(conf, "sys.list_state_functions", "nginx_whitelist", "rebuild", python=python,
+                               env=_bare_env())
+    assert out == ["nginx_whitelist.managed", "rebuild.fresh"], (out, err)
+    code, out, err = salt_call(conf, "sys.list_functions", "rebuild", python=python, env=_bare_env())
+    assert {"rebuild.cycle", "rebuild.status", "rebuild.preflight"} <= set(out), (out, err)
 
 
 def test_pip_install_command(installed, repo, tmp_path):
