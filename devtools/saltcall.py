@@ -35,17 +35,24 @@ def write_minion_config(root: Path, repo: Path, file_roots: list[str] | None = N
 
 
 def salt_call(conf_dir: Path, *args: str, env: dict | None = None, python: str | None = None,
-              timeout: float = 180) -> tuple[int, object, str]:
-    """(exit code, parsed JSON 'local' return, stderr)."""
+              timeout: float = 180, log_level: str = "warning", check: bool = False) -> tuple[int, object, str]:
+    """(exit code, parsed JSON 'local' return, stderr) of ``salt-call --local --retcode-passthrough``.
+
+    ``check`` raises AssertionError with salt-call's output when it exits non-zero. When stdout is not
+    JSON, it is returned as the data and appended to stderr.
+    """
     if python:
         argv = [python, "-c", "import salt.scripts; salt.scripts.salt_call()"]
     else:
         argv = [str(BIN / "salt-call")]
-    argv += ["--local", "--config-dir", str(conf_dir), "--out", "json", "--log-level", "warning", *args]
+    argv += ["--local", "--config-dir", str(conf_dir), "--out", "json", "--retcode-passthrough",
+             "--log-level", log_level, *args]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, **(env or {})) if env is not None else None)
     try:
         data = json.loads(proc.stdout)["local"] if proc.stdout.strip() else None
     except (json.JSONDecodeError, KeyError, TypeError):
         data = proc.stdout
-    return proc.returncode, data, proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(f"salt-call {args} failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}")
+    return proc.returncode, data, proc.stderr + (proc.stdout if isinstance(data, str) else "")

@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from devtools.saltcall import salt_call as devtools_salt_call
+
 import boto3
 import pytest
 import yaml
@@ -125,16 +127,7 @@ def salt_call(tmp_path_factory, moto_endpoint):
     env = {**os.environ, **CREDS}
 
     def run(*args: str, check: bool = True) -> tuple[int, object, str]:
-        proc = subprocess.run([str(VENV_BIN / "salt-call"), "--local", "--config-dir", str(conf), "--out=json",
-                               "--retcode-passthrough", "--log-level=warning", *args],
-                              capture_output=True, text=True, env=env, timeout=300)
-        try:
-            data = json.loads(proc.stdout)["local"] if proc.stdout.strip() else None
-        except json.JSONDecodeError:
-            data = proc.stdout
-        if check and proc.returncode != 0:
-            raise AssertionError(f"salt-call {args} failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}")
-        return proc.returncode, data, proc.stderr + (proc.stdout if isinstance(data, str) else "")
+        return devtools_salt_call(conf, *args, env=env, timeout=300, check=check)
 
     run.conf = conf
     run.env = env

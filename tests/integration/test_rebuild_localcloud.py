@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from devtools.saltcall import salt_call as devtools_salt_call
 from typing import Any
 
 import boto3
@@ -451,15 +453,6 @@ def salt_local(tmp_path_factory):
     def run(cloud, *args: str, check: bool = True):
         (conf / "minion").write_text(yaml.safe_dump({
             **base, "phoenix": {"aws": {"endpoint_url": cloud.endpoint, "region": "us-east-1", "max_attempts": 2}}}))
-        proc = subprocess.run([str(VENV_BIN / "salt-call"), "--local", "--config-dir", str(conf), "--out=json",
-                               "--retcode-passthrough", "--log-level=info", *args],
-                              capture_output=True, text=True, env=env, timeout=600)
-        try:
-            data = json.loads(proc.stdout)["local"] if proc.stdout.strip() else None
-        except json.JSONDecodeError:
-            data = proc.stdout
-        if check and proc.returncode != 0:
-            raise AssertionError(f"salt-call {args} failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}")
-        return proc.returncode, data, proc.stderr
+        return devtools_salt_call(conf, *args, env=env, timeout=600, log_level="info", check=check)
 
     return run
