@@ -50,10 +50,6 @@ class Inspection:
     files: list[str]
     maps_included: list[str] = field(default_factory=list)
     locations: list[Location] = field(default_factory=list)
-    #: directives already set in the http context (map_hash_*)
-    http_directives: set[str] = field(default_factory=set)
-    merge_slashes_off: bool = False
-    include_sites: list[tuple[str, int, str]] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         """Why the allowlist would not protect the app (empty when it does)."""
@@ -118,10 +114,6 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
     for d, file, ctx in everything:
         if d["directive"] == "upstream" and ctx == ("http",):
             upstreams[d["args"][0]] = [s["args"][0] for s in d.get("block", []) if s["directive"] == "server"]
-        if ctx == ("http",) and d["directive"].startswith("map_hash"):
-            result.http_directives.add(d["directive"])
-        if d["directive"] == "merge_slashes" and d["args"] == ["off"]:
-            result.merge_slashes_off = True
 
     def includes(d: dict[str, Any], path: str) -> bool:
         pattern = _resolve(d["args"][0], prefix)

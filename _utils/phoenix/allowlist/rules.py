@@ -12,11 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .converters import CONVERTERS, pcre_fragment
+from .converters import pcre_fragment
 from .errors import ExtractError, RuleError
-
-#: methods NGINX knows; a rule without methods (Werkzeug's "any") matches any method token
-ANY_METHOD = None
 
 _BOUNDED = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 
@@ -176,4 +173,4 @@ def _ascii_lower(text: str) -> str:
     return "".join(ch.lower() if "A" <= ch <= "Z" else ch for ch in text)
 
 
-__all__ = ["CONVERTERS", "Compiled", "Pattern", "compile_routes", "compile_rule", "ANY_METHOD"]
+__all__ = ["Compiled", "Pattern", "compile_routes", "compile_rule"]
