@@ -14,10 +14,9 @@ import pytest
 from devtools.saltcall import salt_call, write_minion_config
 from devtools.site import make_site
 
-BARE = {"PYTHONPATH": ""}  # nothing from the checkout: Salt must find Phoenix by itself
-
 
 def _bare_env() -> dict[str, str]:
+    """The environment without PYTHONPATH: nothing from the checkout, Salt must find Phoenix by itself."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     return env

@@ -25,23 +25,17 @@ LOADER_DIRS = {
 
 @pytest.fixture(scope="module")
 def cloud():
-    import os
-
-    saved = {k: os.environ.get(k) for k in CREDS}
-    os.environ.update(CREDS)  # the daemons inherit the environment: dummy credentials for localcloud
     provisioner = Provisioner()
-    try:
-        with LocalCloud(boot_seconds=0.3, agent=provisioner) as c:
-            provisioner.endpoint = c.endpoint
-            c.provisioner = provisioner
-            yield c
-    finally:
-        provisioner.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in CREDS.items():  # the daemons inherit the environment: dummy credentials
+            mp.setenv(key, value)
+        try:
+            with LocalCloud(boot_seconds=0.3, agent=provisioner) as c:
+                provisioner.endpoint = c.endpoint
+                c.provisioner = provisioner
+                yield c
+        finally:
+            provisioner.shutdown()
 
 
 @pytest.fixture(scope="module")

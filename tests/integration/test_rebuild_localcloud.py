@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -100,14 +99,10 @@ class Provisioner:
 @pytest.fixture(scope="module", autouse=True)
 def aws_env():
     """Dummy credentials for the in-process adapter (localcloud accepts any), restored afterwards."""
-    saved = {k: os.environ.get(k) for k in CREDS}
-    os.environ.update(CREDS)
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in CREDS.items():
+            mp.setenv(key, value)
+        yield
 
 
 @pytest.fixture(scope="module")
