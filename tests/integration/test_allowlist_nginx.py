@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from devtools.flaskapp import FlaskApp
 from devtools.nginx import Nginx, free_port
 from phoenix.allowlist import manage
+from phoenix.allowlist.fastpath import FastPath
 from phoenix.allowlist.render import render
 from tests.support.routing import METHODS, build, compiled_for, paths, rule_sets, werkzeug_allows
 from devtools.site import make_site, request
@@ -30,6 +31,9 @@ MATRIX = [
     ("GET", "/commit/beef42", True), ("GET", "/v3/status", True), ("GET", "/bob", True),
     ("DELETE", "/delete/3", True), ("GET", "/api/v1/things/x/", True), ("GET", "/api/v1/things/x", True),
     ("GET", "/static/app.css", True),
+    # under a fast-path prefix: other methods and query strings ask the maps
+    ("HEAD", "/item/42", True), ("OPTIONS", "/item/42", True), ("PUT", "/item/42", False),
+    ("GET", "/item/42?__debugger__=yes&cmd=resource&f=style.css", False), ("GET", "/item/42/", False),
     # invalid parameters
     ("GET", "/item/x", False), ("GET", "/item/-1", False), ("GET", "/year/24/report", False),
     ("GET", "/price/9", False), ("GET", "/obj/1234", False), ("GET", "/lang/fra", False),
@@ -104,6 +108,14 @@ def test_request_matrix(site, method, path, allowed):
         assert status == (405 if method == "TRACE" else 404)
 
 
+def test_the_site_uses_the_fast_path(site):
+    """The matrix above runs through the fast path: the site's one app location qualifies."""
+    gate = site.gate.read_text()
+    assert 'location ^~ "/item/" {' in gate and 'location ^~ "/delete/" {' in gate
+    assert gate.count(f"proxy_pass http://127.0.0.1:{site.app_port};") >= 2 * 10
+    assert "if ($request_method != DELETE)" in gate
+
+
 def test_nginx_served_paths_behave_exactly_as_before(site, ungated):
     assert request(site.port, "GET", "/assets/logo.txt")[::2] == (200, b"logo\n")
     assert request(site.port, "GET", "/healthz")[::2] == (200, b"nginx ok\n")
@@ -138,46 +150,68 @@ def test_probe_catches_an_open_site(ungated, repo):
 @pytest.fixture(scope="module")
 def decision_nginx(tmp_path_factory):
     root = tmp_path_factory.mktemp("prop")
-    port = free_port()
-    state = {"root": root, "port": port}
+    state = {"root": root, "port": free_port(), "fast_port": free_port(), "fast_hits": 0}
     yield state
 
 
-def _nginx_decides(state, maps: str, gate: str, requests: list[tuple[str, str]]) -> list[bool]:
+def _nginx_decides(state, rendered, requests: list[tuple[str, str]]) -> dict[str, list[bool]]:
+    """NGINX's decisions for each request, by two servers: the gate alone and the gate with its fast path."""
     root = state["root"]
-    (root / "maps.conf").write_text(maps)
-    (root / "gate.conf").write_text(gate)
-    http = (f"include {root}/maps.conf;\nserver {{ listen 127.0.0.1:{state['port']};\n"
-            f"  location / {{ include {root}/gate.conf; return 200 \"app\\n\"; }}\n}}")
+    (root / "maps.conf").write_text(rendered["gate"].maps)
+    (root / "gate.conf").write_text(rendered["gate"].gate)
+    (root / "fast.conf").write_text(rendered["fast"].gate)
+    ports = {"gate": state["port"], "fast": state["fast_port"]}
+    http = (f"include {root}/maps.conf;\n"
+            f"server {{ listen 127.0.0.1:{ports['gate']};\n"
+            f"  location / {{ include {root}/gate.conf; return 200 \"app\\n\"; }}\n}}\n"
+            f"server {{ listen 127.0.0.1:{ports['fast']};\n"
+            f"  location / {{ include {root}/fast.conf; return 200 \"app\\n\"; }}\n}}")
     ngx = Nginx(root, http, master=False)
     test = ngx.test()
     assert test.returncode == 0, test.stderr
-    ngx.start(state["port"])
+    ngx.start(ports["gate"])
     try:
-        out = []
+        out: dict[str, list[bool]] = {"gate": [], "fast": []}
         for method, path in requests:
-            status, _, body = request(state["port"], method, path)
-            assert status in (200, 404), (status, body)
-            out.append(status == 200)
+            for kind, port in ports.items():
+                status, _, body = request(port, method, path)
+                assert status in (200, 404), (status, body)
+                out[kind].append(status == 200)
+                if kind == "fast" and body == b"fast\n":
+                    state["fast_hits"] += 1
         return out
     finally:
         ngx.stop()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(rules=rule_sets(), probes=st.lists(paths(), min_size=4, max_size=12), method=st.sampled_from(METHODS))
 def test_nginx_decides_like_werkzeug(decision_nginx, rules, probes, method):
+    """Both mechanisms agree with Werkzeug: the gate alone, and the gate with its fast path.
+
+    The fast path's nested locations answer "fast", so the fixture can check it was really used.
+    """
     url_map = build(rules)
     compiled = compiled_for(url_map)
     # add one valid sample per rule so that allowed requests are exercised too
     from phoenix.allowlist.probe import sample_path
 
     probes = probes + [p for p in (sample_path(compiled, pat) for pat in compiled.patterns) if p]
-    rendered = render(compiled, "prop")
+    rendered = {"gate": render(compiled, "prop"),
+                "fast": render(compiled, "prop", fast=FastPath(parent="/", handler='return 200 "fast\\n";'))}
+    assert rendered["fast"].maps == rendered["gate"].maps
     quoted = [urllib_quote(p) for p in probes]
-    decided = _nginx_decides(decision_nginx, rendered.maps, rendered.gate, [(method, q) for q in quoted])
-    for path, got in zip(probes, decided):
-        assert got == werkzeug_allows(url_map, method, path), (rules, method, path)
+    decided = _nginx_decides(decision_nginx, rendered, [(method, q) for q in quoted])
+    for i, path in enumerate(probes):
+        expected = werkzeug_allows(url_map, method, path)
+        assert decided["gate"][i] == expected, ("gate", rules, method, path)
+        assert decided["fast"][i] == expected, ("fast path", rules, method, path)
+
+
+def test_the_fast_path_was_exercised(decision_nginx):
+    """Runs after the property test (same module fixture): some requests were answered by the fast path."""
+    print("fast path answers:", decision_nginx["fast_hits"])
+    assert decision_nginx["fast_hits"] > 0
 
 
 def urllib_quote(path: str) -> str:

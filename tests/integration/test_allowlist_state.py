@@ -56,6 +56,7 @@ def test_apply_then_idempotent(env):
     ret = managed(env)
     assert ret["result"] is True, ret["comment"]
     assert "passed nginx -t" in ret["comment"]
+    assert "fast path: " in ret["comment"] and "location ^~" in site.gate.read_text()
     assert site.maps.exists() and site.gate.exists()
     assert env["nginx"].test().returncode == 0
     again = managed(env)

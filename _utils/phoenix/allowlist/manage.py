@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from . import swap
 from .errors import AllowlistError, ConfigError
 from .extract import extract
+from .fastpath import choose as choose_fast_path
 from .nginxconf import Inspection, inspect
 from .render import Rendered, render
 from .rules import Compiled, compile_routes
@@ -46,6 +47,8 @@ class Plan:
     timings: dict[str, float] = field(default_factory=dict)
     #: test mode only: why the current configuration would not protect the app (yet)
     problems: list[str] = field(default_factory=list)
+    #: why the fast path is off ("" when it is on or there is nothing for it to do)
+    fast_off: str = ""
 
     @property
     def files(self) -> dict[str, str]:
@@ -66,9 +69,10 @@ class Plan:
 
     def summary(self) -> str:
         exact = sum(1 for p in self.compiled.patterns if p.regex is None)
+        fast = self.rendered.fast or (f"no fast path: {self.fast_off}" if self.fast_off else "no fast path")
         return (f"{len(self.compiled.patterns)} routes of {self.table['app']} ({exact} static, "
                 f"{len(self.compiled.patterns) - exact} dynamic) guard {len(self.inspection.locations)} "
-                f"location(s) in {self.inspection.config}")
+                f"location(s) in {self.inspection.config} ({fast})")
 
 
 def plan(
@@ -103,7 +107,6 @@ def plan(
         [f"app {table['app']} (werkzeug {table.get('werkzeug')}), {len(compiled.patterns)} routes"]
         + [f"note: {n}" for n in compiled.notes]
     )
-    rendered = render(compiled, name, status=status, header=header)
     inspection = inspect(config, name, gate_path, upstream=upstream)
     problems = inspection.problems()
     if problems:
@@ -112,6 +115,10 @@ def plan(
         if strict:
             raise ConfigError(message)
         problems = [message]
+        fast, fast_off = None, "the configuration does not include the allowlist yet"
+    else:
+        fast, fast_off = choose_fast_path(inspection)
+    rendered = render(compiled, name, status=status, header=header, fast=fast)
     done = time.perf_counter()
     timings = {
         "app_import": float(table.get("import_seconds", 0.0)),
@@ -121,7 +128,9 @@ def plan(
     current = {name: swap.read(name), gate_path: swap.read(gate_path)}
     log.info("phoenix allowlist: %d routes of %s rendered in %.3fs (app import %.3fs)", len(compiled.patterns),
              table["app"], done - started, timings["app_import"])
-    return Plan(name, gate_path, table, compiled, rendered, inspection, current, timings, problems)
+    if fast_off:
+        log.info("phoenix allowlist: no fast path for %s: %s", table["app"], fast_off)
+    return Plan(name, gate_path, table, compiled, rendered, inspection, current, timings, problems, fast_off)
 
 
 def apply(p: Plan, nginx: str = "nginx", prefix: str | None = None) -> list[str]:

@@ -9,6 +9,10 @@ Rules checked here (each failure names file:line and what to change):
   ``if`` of the final location only;
 * a regex location that reaches the app may not use ``$1``..``$9`` (the allowlist's regexes
   overwrite numbered captures): named captures are fine.
+
+Locations inside the gate file are the allowlist's own (its fast path, see ``fastpath.py``): they are
+not the user's and are skipped here. What the fast path needs to know about the app's location (its
+own directives, nested locations, the regex locations of its server) is recorded on ``Location``.
 """
 
 from __future__ import annotations
@@ -16,12 +20,32 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import crossplane
+import crossplane.parser
 
 from .errors import ConfigError
+
+_skipping = threading.local()
+_lex = crossplane.parser.lex
+
+
+def _lex_unless_skipped(filename: str, *args: Any, **kwargs: Any) -> Any:
+    """crossplane's lexer, except for the allowlist's own files: those read as empty.
+
+    The gate file holds the fast path, thousands of directives for a big app, which the inspection
+    never needs (its locations are skipped anyway) and which took crossplane 0.3 s to parse at 1,000
+    routes. crossplane 0.5.14 (pinned) reads every file through ``crossplane.parser.lex``.
+    """
+    if os.path.abspath(filename) in getattr(_skipping, "files", ()):
+        return iter(())
+    return _lex(filename, *args, **kwargs)
+
+
+crossplane.parser.lex = _lex_unless_skipped
 
 PASS_DIRECTIVES = ("proxy_pass", "uwsgi_pass", "fastcgi_pass", "scgi_pass", "grpc_pass")
 _NUMBERED_CAPTURE = re.compile(r"\$[1-9]")
@@ -37,6 +61,14 @@ class Location:
     server: str
     targets: list[str]
     gated: bool
+    #: the gate is included in this location itself (not only in its server)
+    gate_here: bool = False
+    #: the block's own directives, includes expanded, the gate's excluded: (directive, args, inside an ``if``)
+    own: list[tuple[str, list[str], bool]] = field(default_factory=list)
+    #: the user's locations nested in this one
+    nested: list[str] = field(default_factory=list)
+    #: the user's regex locations anywhere in the same server (file:line)
+    server_regex: list[str] = field(default_factory=list)
 
     def where(self) -> str:
         return f"location {' '.join(self.args)} ({self.file}:{self.line}, server {self.server})"
@@ -75,19 +107,25 @@ def _target_host(target: str) -> str:
     return rest.split("/", 1)[0]
 
 
-def parse(config: str) -> dict[str, Any]:
-    """crossplane's parse of ``config``; a missing or unparseable file is a :class:`ConfigError`."""
+def parse(config: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """crossplane's parse of ``config``; a missing or unparseable file is a :class:`ConfigError`.
+
+    Files in ``skip`` (the allowlist's own) are listed with their includes but not read.
+    """
     if not os.path.isfile(config):
         raise ConfigError(f"NGINX config {config!r} does not exist")
+    _skipping.files = {os.path.abspath(f) for f in skip}
     try:
         return crossplane.parse(config, catch_errors=True, comments=False)
     except Exception as exc:  # crossplane raises its own errors for broken files in some paths
         raise ConfigError(f"NGINX config {config!r} cannot be parsed: {exc}") from None
+    finally:
+        _skipping.files = set()
 
 
 def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = None) -> Inspection:
     """Inspect the live configuration for the allowlist files ``maps_path`` and ``gate_path``."""
-    payload = parse(config)
+    payload = parse(config, skip=(gate_path,))
     ours = {os.path.abspath(maps_path), os.path.abspath(gate_path)}
     for err in payload.get("errors", []):
         missing = re.search(r"No such file or directory: '([^']+)'", err.get("error", ""))
@@ -139,7 +177,10 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
     def scan_server(server: dict[str, Any], file: str) -> None:
         names = []
         server_gated = False
+        regex = []
         for d, f, ctx in walk(server.get("block", []), file, ()):
+            if d["directive"] == "location" and d["args"] and d["args"][0] in ("~", "~*") and not in_gate(f):
+                regex.append(f"location {' '.join(d['args'])} ({f}:{d['line']})")
             if not ctx and d["directive"] == "server_name":
                 names.extend(d["args"])
             if not ctx and d["directive"] == "listen" and not names:
@@ -147,19 +188,31 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
             if not ctx and d["directive"] == "include" and includes(d, gate_abs):
                 server_gated = True
         label = " ".join(names) or f"at {file}:{server['line']}"
-        scan_locations(server.get("block", []), file, label, server_gated)
+        scan_locations(server.get("block", []), file, label, server_gated, regex)
 
-    def scan_locations(block: list[dict[str, Any]], file: str, server: str, server_gated: bool) -> None:
+    def in_gate(file: str) -> bool:
+        return os.path.abspath(file) == gate_abs
+
+    def scan_locations(block: list[dict[str, Any]], file: str, server: str, server_gated: bool,
+                       regex: list[str]) -> None:
         for d, f, ctx in walk(block, file, ()):
-            if d["directive"] != "location" or ctx:
+            if d["directive"] != "location" or ctx or in_gate(f):
                 continue
             own = [(x, xf) for x, xf, xctx in walk(d.get("block", []), f, ()) if not xctx or xctx == ("if",)]
+            own = [(x, xf) for x, xf in own if not in_gate(xf)]
             targets = [x["args"][0] for x, _ in own if x["directive"] in PASS_DIRECTIVES and x["args"]]
-            gated = server_gated or any(
-                x["directive"] == "include" and includes(x, gate_abs) for x, _ in own
-            )
+            gate_here = any(x["directive"] == "include" and includes(x, gate_abs) for x, _ in own)
+            gated = server_gated or gate_here
             if targets and any(matches_app(t) for t in targets):
-                loc = Location(file=f, line=d["line"], args=d["args"], server=server, targets=targets, gated=gated)
+                top = {id(x) for x, _, xctx in walk(d.get("block", []), f, ()) if not xctx}
+                loc = Location(
+                    file=f, line=d["line"], args=d["args"], server=server, targets=targets, gated=gated,
+                    gate_here=gate_here,
+                    own=[(x["directive"], x["args"], id(x) not in top) for x, _ in own
+                         if not (x["directive"] == "include" and includes(x, gate_abs))],
+                    nested=[f"location {' '.join(x['args'])} ({xf}:{x['line']})" for x, xf in own
+                            if x["directive"] == "location"],
+                    server_regex=regex)
                 result.locations.append(loc)
                 if d["args"] and d["args"][0] in ("~", "~*"):
                     used = [x for x, _ in own if any(_NUMBERED_CAPTURE.search(a) for a in x.get("args", []))]
@@ -168,7 +221,7 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
                             f"{loc.where()} uses {used[0]['directive']} {' '.join(used[0]['args'])}: the "
                             "allowlist's regexes overwrite $1..$9; use a named capture (?<name>...) instead"
                         )
-            scan_locations(d.get("block", []), f, server, server_gated)
+            scan_locations(d.get("block", []), f, server, server_gated, regex)
 
     for d, file, ctx in everything:
         if d["directive"] == "server" and ctx == ("http",):

@@ -1,0 +1,111 @@
+"""When the fast path is used, and what it renders (crossplane on real config files; no NGINX run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from werkzeug.routing import Map, Rule
+
+from phoenix.allowlist import extract_routes
+from phoenix.allowlist.fastpath import FastPath, choose
+from phoenix.allowlist.nginxconf import inspect
+from phoenix.allowlist.render import render
+from phoenix.allowlist.rules import compile_routes
+from tests.support.routing import compiled_for
+
+APP = "proxy_pass http://127.0.0.1:5000;"
+
+
+def _inspect(tmp_path: Path, server: str, location: str = "/", body: str = APP):
+    maps, gate = tmp_path / "app.conf", tmp_path / "app.gate"
+    maps.write_text("")
+    gate.write_text("")
+    block = server.format(gate=f"include {gate};", location=location, body=body)
+    config = tmp_path / "nginx.conf"
+    config.write_text(f"events {{}}\nhttp {{\n include {maps};\n server {{\n  listen 127.0.0.1:8080;\n{block}\n }}\n}}\n")
+    return inspect(str(config), str(maps), str(gate))
+
+
+def test_a_plain_proxy_location_gets_the_fast_path(tmp_path):
+    fast, why = choose(_inspect(tmp_path, "location {location} {{ {gate} proxy_set_header X-A b; {body} }}"))
+    assert why == ""
+    assert fast == FastPath(parent="/", handler="proxy_pass http://127.0.0.1:5000;")
+
+
+@pytest.mark.parametrize("server,body,reason", [
+    ("location {location} {{ {gate} {body} }}\n location ~ \\.php$ {{ return 404; }}", APP, "regex locations"),
+    ("location {location} {{ {gate} {body} }}\n location /api/ {{ {gate} {body} }}", APP, "2 locations"),
+    ("location {location} {{ {gate} {body} location /x/ {{ return 200; }} }}", APP, "nested locations"),
+    ("{gate}\n location {location} {{ {body} }}", APP, "does not include the gate itself"),
+    ("location {location} {{ {gate} set $a 1; {body} }}", APP, "uses set"),
+    ("location {location} {{ {gate} try_files $uri @x; {body} }}", APP, "uses try_files"),
+    ("location {location} {{ {gate} {body} }}", "proxy_pass http://127.0.0.1:5000/app/;", "URI part"),
+    ("location {location} {{ {gate} if ($x) {{ {body} }} }}", APP, "uses if"),
+    ("location = /x {{ {gate} {body} }}", APP, "not a prefix location"),
+])
+def test_the_fast_path_is_off_where_copying_the_handler_would_change_nginx(tmp_path, server, body, reason):
+    fast, why = choose(_inspect(tmp_path, server, body=body))
+    assert fast is None
+    assert reason in why
+
+
+@pytest.mark.parametrize("target", ["http://backend", "http://$backend$request_uri", "http://unix:/run/app.sock"])
+def test_proxy_pass_without_a_static_uri_part_is_copied(tmp_path, target):
+    fast, why = choose(_inspect(tmp_path, "location {location} {{ {gate} {body} }}", body=f"proxy_pass {target};"))
+    assert fast is not None, why
+    assert fast.handler == f"proxy_pass {target};"
+
+
+def test_the_gates_own_locations_are_not_the_users(tmp_path):
+    """A second run sees the nested locations of the first in the gate file: they must not count."""
+    url_map = Map([Rule("/users/<int:id>", endpoint="u")])
+    first = _inspect(tmp_path, "location {location} {{ {gate} {body} }}")
+    fast, _ = choose(first)
+    (tmp_path / "app.gate").write_text(render(compiled_for(url_map), str(tmp_path / "app.conf"), fast=fast).gate)
+    second = inspect(first.config, str(tmp_path / "app.conf"), str(tmp_path / "app.gate"))
+    assert choose(second) == (fast, "")
+    assert len(second.locations) == 1 and second.locations[0].gated
+
+
+def test_rendered_fast_path():
+    url_map = Map([
+        Rule("/users/<int:id>", endpoint="u", methods=["GET"]),
+        Rule("/users/<int:id>", endpoint="d", methods=["DELETE"]),
+        Rule("/posts/<slug>/", endpoint="p", methods=["POST"]), Rule("/<username>", endpoint="n"),
+        Rule("/static", endpoint="s"), Rule("/any/<int:id>", endpoint="a"),
+    ])
+    fast = FastPath(parent="/", handler="uwsgi_pass 127.0.0.1:9;")
+    rendered = render(compiled_for(url_map), "x", status=403, fast=fast)
+    gate = rendered.gate
+    assert gate.count('location ^~ "/users/"') == 1 and gate.count('location ^~ "/posts/"') == 1
+    # one regex location for both rules of the same path; its main method is GET
+    assert gate.count('location ~ "^(?:/users/(?:[0-9]+))\\\\z"') == 1
+    assert gate.count("if ($request_method != GET)") == 1 and gate.count("if ($request_method != POST)") == 1
+    assert "DELETE" not in gate  # DELETE /users/1 asks the maps
+    assert gate.count("if ($request_method") == 2  # /any/<int:id> takes every method
+    assert gate.count("if ($args)") == 3
+    assert "return 403;" in gate and "return 404" not in gate
+    assert gate.count("uwsgi_pass 127.0.0.1:9;") == 3 * 2  # a regex location and a fallback per prefix
+    assert "/<username>" not in gate and '"/static' not in gate  # dynamic first segment, static rule: maps
+    assert rendered.fast.startswith("fast path: 3 rules in 3 ^~ prefix locations")
+
+
+def test_rules_that_could_let_the_console_through_stay_with_the_maps():
+    url_map = Map([Rule("/api/<x>", endpoint="a"), Rule("/api/<int:i>/x", endpoint="b")])
+    table = extract_routes.describe(url_map)
+    table["app"] = "generated"
+    compiled = compile_routes(table, ["/api/console"])
+    gate = render(compiled, "x", fast=FastPath(parent="/", handler="proxy_pass http://a;")).gate
+    assert gate.count("location ~") == 1 and "(?:[0-9]+)/x" in gate
+
+
+def test_no_fast_path_no_nested_locations():
+    rendered = render(compiled_for(Map([Rule("/users/<int:id>", endpoint="u")])), "x")
+    assert "location ^~" not in rendered.gate and "location ~" not in rendered.gate and rendered.fast == ""
+
+
+def test_prefixes_outside_the_parent_are_left_to_the_gate():
+    url_map = Map([Rule("/api/users/<int:id>", endpoint="a"), Rule("/web/<int:id>", endpoint="w")])
+    gate = render(compiled_for(url_map), "x", fast=FastPath(parent="/api/", handler="proxy_pass http://a;")).gate
+    assert 'location ^~ "/api/users/"' in gate and "/web/" not in gate
