@@ -90,14 +90,16 @@ def manage(name: str, app: str, config: str = "/etc/nginx/nginx.conf",
            gate: str | None = None, python: str | None = None, cwd: str | None = None,
            env: dict[str, str] | None = None, timeout: float = 60, factory: bool = False,
            upstream: str | None = None, status: int = 404, console_path: str = "/console",
-           nginx: str = "nginx", prefix: str | None = None, test: bool = False) -> dict[str, Any]:
+           nginx: str = "nginx", prefix: str | None = None, test: bool = False,
+           fast_path: bool = True) -> dict[str, Any]:
     """
     Write (or with ``test=True`` only diff) the allowlist maps file ``name`` and its gate.
 
     The candidate is validated with ``nginx -t`` against the live configuration before anything is
     replaced; files are swapped atomically and the previous versions kept as ``*.previous``. Fails
     when the configuration does not include the files where they protect the app. Returns a
-    state-style dict ``{name, result, changes, comment}``.
+    state-style dict ``{name, result, changes, comment}``. ``fast_path=False`` keeps the fast path
+    (nested locations for dynamic routes, see the README) out of the gate.
 
     CLI Example:
 
@@ -108,7 +110,7 @@ def manage(name: str, app: str, config: str = "/etc/nginx/nginx.conf",
     """
     return _manage.managed(name, test=test, nginx=nginx, prefix=prefix, app=app, config=config, gate=gate,
                            python=python, cwd=cwd, env=env, timeout=timeout, factory=factory,
-                           upstream=upstream, status=status, console_path=console_path)
+                           upstream=upstream, status=status, console_path=console_path, fast_path=fast_path)
 
 
 def probe(url: str, app: str, python: str | None = None, cwd: str | None = None, factory: bool = False,

@@ -34,7 +34,8 @@ def __virtual__():
 def managed(name: str, app: str, config: str = "/etc/nginx/nginx.conf", gate: str | None = None,
             python: str | None = None, cwd: str | None = None, env: dict[str, str] | None = None,
             timeout: float = 60, factory: bool = False, upstream: str | None = None, status: int = 404,
-            console_path: str = "/console", nginx: str = "nginx", prefix: str | None = None) -> dict[str, Any]:
+            console_path: str = "/console", nginx: str = "nginx", prefix: str | None = None,
+            fast_path: bool = True) -> dict[str, Any]:
     """
     Keep the allowlist for ``app`` at ``name`` (http-level maps) and ``gate`` (location-level).
 
@@ -58,9 +59,13 @@ def managed(name: str, app: str, config: str = "/etc/nginx/nginx.conf", gate: st
         the Werkzeug debugger's console path, refused even when a rule would match it
     nginx / prefix
         the nginx binary and its ``-p`` prefix used for ``nginx -t``
+    fast_path
+        also write the fast path into the gate when the configuration allows it (True): nested
+        ``^~`` prefix locations that serve the commonest requests of dynamic routes without the
+        maps. The comment says whether it is used, and why not.
     """
     return __salt__["nginx_whitelist.manage"](
         name, app, config=config, gate=gate, python=python, cwd=cwd, env=env, timeout=timeout,
         factory=factory, upstream=upstream, status=status, console_path=console_path, nginx=nginx,
-        prefix=prefix, test=bool(__opts__.get("test")),
+        prefix=prefix, test=bool(__opts__.get("test")), fast_path=fast_path,
     )

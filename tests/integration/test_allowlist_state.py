@@ -77,6 +77,18 @@ def test_a_change_keeps_the_previous_version(env):
     assert managed(env)["result"] is True  # back to the default
 
 
+def test_fast_path_can_be_turned_off(env):
+    site = env["site"]
+    managed(env)
+    ret = managed(env, "fast_path=False")
+    assert ret["result"] is True, ret["comment"]
+    assert "no fast path: turned off (fast_path=False)" in ret["comment"]
+    assert "location" not in "".join(line for line in site.gate.read_text().splitlines() if not line.startswith("#"))
+    assert "-location ^~" in ret["changes"]["diff"]
+    assert managed(env)["result"] is True  # back to the default
+    assert "location ^~" in site.gate.read_text()
+
+
 BAD = [
     ({"app": "no_such_module:app"}, "no_such_module"),
     ({"app": "broken_app:app"}, "boom: DATABASE_URL is not set"),

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nginx", default="nginx", help="nginx binary used for nginx -t")
     ap.add_argument("--prefix", help="nginx -p prefix")
     ap.add_argument("--test", action="store_true", help="show the diff, change nothing")
+    ap.add_argument("--no-fast-path", action="store_true", help="leave every decision to the maps (no nested locations)")
     ap.add_argument("--probe", action="store_true", help="check the live NGINX at NAME (a URL)")
     args = ap.parse_args(argv)
     if args.probe:
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ret = manage.managed(
         args.name, test=args.test, nginx=args.nginx, prefix=args.prefix, app=args.app, config=args.config,
         gate=args.gate, python=args.python, cwd=args.cwd, timeout=args.timeout, factory=args.factory,
-        upstream=args.upstream, status=args.status, console_path=args.console_path)
+        upstream=args.upstream, status=args.status, console_path=args.console_path,
+        fast_path=not args.no_fast_path)
     if ret["changes"].get("diff"):
         print(ret["changes"]["diff"], end="")
     print(json.dumps({"result": ret["result"], "comment": ret["comment"]}), file=sys.stderr)

@@ -89,11 +89,13 @@ def plan(
     status: int = 404,
     console_path: str | list[str] | None = "/console",
     strict: bool = True,
+    fast_path: bool = True,
 ) -> Plan:
     """Extract, compile, render and inspect; raises :class:`AllowlistError` subclasses.
 
     With ``strict=False`` (test mode) a configuration that does not include the files yet is
     recorded in ``Plan.problems`` instead of raised: an earlier state of the same run may deploy it.
+    ``fast_path=False`` leaves every decision to the maps (see ``fastpath.py`` for when it is used).
     """
     started = time.perf_counter()
     gate_path = gate or default_gate(name)
@@ -116,6 +118,8 @@ def plan(
             raise ConfigError(message)
         problems = [message]
         fast, fast_off = None, "the configuration does not include the allowlist yet"
+    elif not fast_path:
+        fast, fast_off = None, "turned off (fast_path=False)"
     else:
         fast, fast_off = choose_fast_path(inspection)
     rendered = render(compiled, name, status=status, header=header, fast=fast)

@@ -125,7 +125,7 @@ def parse(config: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = None) -> Inspection:
     """Inspect the live configuration for the allowlist files ``maps_path`` and ``gate_path``."""
-    payload = parse(config, skip=(gate_path,))
+    payload = parse(config, skip=(maps_path, gate_path))  # their live text is about to be replaced
     ours = {os.path.abspath(maps_path), os.path.abspath(gate_path)}
     for err in payload.get("errors", []):
         missing = re.search(r"No such file or directory: '([^']+)'", err.get("error", ""))
