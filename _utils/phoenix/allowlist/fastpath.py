@@ -46,9 +46,9 @@ import crossplane
 from .nginxconf import PASS_DIRECTIVES, Inspection
 from .rules import Compiled
 
-#: directives of the app's location that nested locations would not inherit (or would change)
-NOT_INHERITED = ("set", "rewrite", "return", "if", "break", "try_files", "limit_except", "internal",
-                 "alias", "error_page", "rewrite_log", "uninitialized_variable_warn")
+#: directives of the app's location that nested locations do not inherit (rewrite module, try_files,
+#: internal) or that would mean something else in a regex location (alias); limit_except to be safe
+NOT_INHERITED = ("set", "rewrite", "return", "if", "break", "try_files", "limit_except", "internal", "alias")
 #: NGINX rejects a config token longer than 4094 bytes
 MAX_TOKEN = 3000
 
@@ -89,7 +89,7 @@ def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
                       "would take requests from")
     lost = sorted({name for name, _, _ in loc.own if name in NOT_INHERITED})
     if lost:
-        return None, f"{where} uses {', '.join(lost)}, which nested locations do not inherit"
+        return None, f"{where} uses {', '.join(lost)}, which nested locations would not keep as they are"
     handlers = [(name, a, in_if) for name, a, in_if in loc.own if name in PASS_DIRECTIVES]
     if len(handlers) != 1 or handlers[0][2]:
         return None, f"{where} needs exactly one {'/'.join(PASS_DIRECTIVES)} outside any if"
