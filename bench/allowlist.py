@@ -95,17 +95,24 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _wrk_argv(port: int, path: str, seconds: float, connections: int) -> list[str]:
+    return ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", f"http://127.0.0.1:{port}{path}"]
+
+
+def _wrk_result(out: str, path: str) -> tuple[float, int]:
+    """(requests/s, requests) from wrk's report; a refused request fails the benchmark."""
+    if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        raise RuntimeError(f"{path} was refused during the benchmark: {out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), int(re.search(r"(\d+) requests in", out).group(1))
+
+
 def wrk(port: int, path: str, seconds: float, connections: int, pid: int) -> tuple[float, float]:
     """(requests/s, NGINX CPU seconds per request: user+system of the single NGINX process)."""
     cpu = _cpu_seconds(pid)
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", f"http://127.0.0.1:{port}{path}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(_wrk_argv(port, path, seconds, connections), capture_output=True, text=True, check=True).stdout
     cpu = _cpu_seconds(pid) - cpu
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        raise RuntimeError(f"{path} was refused during the benchmark: {out}")
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), cpu / requests
+    rps, requests = _wrk_result(out, path)
+    return rps, cpu / requests
 
 
 def throughput(root: Path, n: int, jit: bool, rounds: int, seconds: float, connections: int) -> dict[str, float]:
@@ -125,18 +132,13 @@ def throughput(root: Path, n: int, jit: bool, rounds: int, seconds: float, conne
         servers[gated] = (ngx, port)
     try:
         paired = []
+        for ngx, _ in servers.values():
+            subprocess.run(["taskset", "-pc", "0", str(ngx.proc.pid)], capture_output=True, check=True)
         for i in range(rounds):
-            for gated, (ngx, _) in servers.items():
-                subprocess.run(["taskset", "-pc", "0", str(ngx.proc.pid)], capture_output=True, check=True)
-            procs = {g: subprocess.Popen(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s",
-                                          f"http://127.0.0.1:{servers[g][1]}{path}"], stdout=subprocess.PIPE, text=True)
+            procs = {g: subprocess.Popen(["taskset", "-c", "1", *_wrk_argv(servers[g][1], path, seconds, connections)],
+                                         stdout=subprocess.PIPE, text=True)
                      for g in ((False, True) if i % 2 == 0 else (True, False))}
-            rps = {}
-            for g, proc in procs.items():
-                out = proc.communicate()[0]
-                if "Non-2xx" in out:
-                    raise RuntimeError(f"{path} was refused during the benchmark: {out}")
-                rps[g] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+            rps = {g: _wrk_result(proc.communicate()[0], path)[0] for g, proc in procs.items()}
             paired.append(rps[True] / rps[False])
         for gated, (ngx, _) in servers.items():  # back to both CPUs for the alternating rounds
             subprocess.run(["taskset", "-pc", "0,1", str(ngx.proc.pid)], capture_output=True, check=True)

@@ -44,7 +44,7 @@ from typing import Callable
 import crossplane
 
 from .nginxconf import PASS_DIRECTIVES, Inspection
-from .rules import Compiled
+from .rules import Compiled, Pattern
 
 #: directives of the app's location that nested locations do not inherit (rewrite module, try_files,
 #: internal) or that would mean something else in a regex location (alias); limit_except to be safe
@@ -108,18 +108,18 @@ def _main_method(methods: set[str]) -> str:
 
 
 def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
-                     quote: Callable[[str], str], console: set[int]) -> tuple[list[str], int, int]:
+                     quote: Callable[[str], str], console: Callable[[Pattern], bool]) -> tuple[list[str], int, int]:
     """The nested locations (lines), with the number of regex locations and of prefixes.
 
-    ``console`` holds the ids of patterns that could let a console path through: they stay with the gate.
+    ``console(pattern)`` is true for patterns that could let a console path through: they stay with the maps.
     """
     v = f"$phoenix_{aid}"
     groups: dict[str, dict[tuple[str, bool], set[str] | None]] = defaultdict(dict)
     for p in compiled.patterns:
-        if p.regex is None or not p.prefix or id(p) in console:
+        if p.regex is None or not p.prefix or len(p.regex) > MAX_TOKEN:
             continue
         head = "/" + "/".join(p.prefix) + "/"
-        if not head.startswith(fast.parent) or head == fast.parent or len(p.regex) > MAX_TOKEN:
+        if not head.startswith(fast.parent) or head == fast.parent or console(p):
             continue
         key = (p.regex, p.utf)
         known = groups[head].get(key, set())

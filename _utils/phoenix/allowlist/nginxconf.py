@@ -198,24 +198,24 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
         for d, f, ctx in walk(block, file, ()):
             if d["directive"] != "location" or ctx or in_gate(f):
                 continue
-            own = [(x, xf) for x, xf, xctx in walk(d.get("block", []), f, ()) if not xctx or xctx == ("if",)]
-            own = [(x, xf) for x, xf in own if not in_gate(xf)]
-            targets = [x["args"][0] for x, _ in own if x["directive"] in PASS_DIRECTIVES and x["args"]]
-            gate_here = any(x["directive"] == "include" and includes(x, gate_abs) for x, _ in own)
+            # the block's own directives (and those in its ifs), includes expanded, the gate's contents left out
+            own = [(x, xf, bool(xctx)) for x, xf, xctx in walk(d.get("block", []), f, ())
+                   if (not xctx or xctx == ("if",)) and not in_gate(xf)]
+            targets = [x["args"][0] for x, _, _ in own if x["directive"] in PASS_DIRECTIVES and x["args"]]
+            gate_here = any(x["directive"] == "include" and includes(x, gate_abs) for x, _, _ in own)
             gated = server_gated or gate_here
             if targets and any(matches_app(t) for t in targets):
-                top = {id(x) for x, _, xctx in walk(d.get("block", []), f, ()) if not xctx}
                 loc = Location(
                     file=f, line=d["line"], args=d["args"], server=server, targets=targets, gated=gated,
                     gate_here=gate_here,
-                    own=[(x["directive"], x["args"], id(x) not in top) for x, _ in own
+                    own=[(x["directive"], x["args"], in_if) for x, _, in_if in own
                          if not (x["directive"] == "include" and includes(x, gate_abs))],
-                    nested=[f"location {' '.join(x['args'])} ({xf}:{x['line']})" for x, xf in own
+                    nested=[f"location {' '.join(x['args'])} ({xf}:{x['line']})" for x, xf, _ in own
                             if x["directive"] == "location"],
                     server_regex=regex)
                 result.locations.append(loc)
                 if d["args"] and d["args"][0] in ("~", "~*"):
-                    used = [x for x, _ in own if any(_NUMBERED_CAPTURE.search(a) for a in x.get("args", []))]
+                    used = [x for x, _, _ in own if any(_NUMBERED_CAPTURE.search(a) for a in x.get("args", []))]
                     if used:
                         raise ConfigError(
                             f"{loc.where()} uses {used[0]['directive']} {' '.join(used[0]['args'])}: the "

@@ -204,8 +204,8 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     ]
     summary = ""
     if fast is not None:
-        console = {id(p) for p in dynamic if _matches_console([p], compiled)}
-        nested, count, prefixes = render_locations(compiled, fast, aid, status, quote, console)
+        nested, count, prefixes = render_locations(compiled, fast, aid, status, quote,
+                                                   lambda p: _matches_console([p], compiled))
         if count:
             summary = f"fast path: {count} rules in {prefixes} ^~ prefix locations inside location {fast.parent}"
             gate += ["", f"# {summary}; requests with a query string or another method ask the maps", *nested]
