@@ -2,22 +2,40 @@
 # Install what Phoenix's demo and tests need on a fresh Debian machine: nginx (Debian package) and a
 # Python virtualenv with the pinned dependencies from setup.cfg. Idempotent; run as root (or with sudo
 # available) for apt. The venv lives in $PHOENIX_VENV (default: .venv in the checkout).
+#
+# apt waits up to $PHOENIX_APT_LOCK_TIMEOUT seconds (default 600) for another apt/dpkg process to release
+# the dpkg lock instead of failing at once. A policy-rc.d created here (so that the package's service does
+# not start on 0.0.0.0:80) is removed again however the script ends. $PHOENIX_SYSROOT is for the tests only:
+# a fake root whose usr/sbin stands for /usr/sbin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${PHOENIX_VENV:-$PWD/.venv}"
+SYSROOT="${PHOENIX_SYSROOT:-}"
+LOCK_TIMEOUT="${PHOENIX_APT_LOCK_TIMEOUT:-600}"
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+apt_get() {
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o "DPkg::Lock::Timeout=$LOCK_TIMEOUT" "$@"
+}
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x "$SYSROOT/usr/sbin/nginx" ]; then
   echo "bootstrap: installing nginx-light (Debian package)"
   # keep the package's service from starting on 0.0.0.0:80: the tests run their own nginx on 127.0.0.1
+  policy="$SYSROOT/usr/sbin/policy-rc.d"
   created_policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-    $SUDO chmod +x /usr/sbin/policy-rc.d; created_policy=1
+  if [ ! -e "$policy" ]; then
+    trap '$SUDO rm -f "$policy"' EXIT   # also when apt fails (set -e) or the script is interrupted
+    trap 'exit 130' INT TERM
+    created_policy=1
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
   fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-light >/dev/null
-  [ -n "$created_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
+  apt_get update -qq
+  apt_get install -y -qq nginx-light >/dev/null
+  if [ -n "$created_policy" ]; then
+    $SUDO rm -f "$policy"
+    trap - EXIT INT TERM
+  fi
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -39,7 +39,7 @@ FHS = {"bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "
        "root", "run", "sbin", "srv", "sys", "tmp", "usr", "var", "snap", "nix", "data", "work", "workspace"}
 
 ALLOWED = (
-    re.compile(r"/(usr/)?s?bin/[A-Za-z0-9_.+-]+$"),
+    re.compile(r"/(usr/)?s?bin(/[A-Za-z0-9_.+-]*)?$"),
     re.compile(r"/etc/nginx(/.*)?$"),
     re.compile(r"/usr/share/nginx(/.*)?$"),
     re.compile(r"/dev/(null|stdin|stdout|stderr|urandom|fd/.*)$"),
