@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from devtools.flaskapp import FlaskApp
-from devtools.site import make_site, request
+from devtools.site import Site, make_site, request
 from tests.integration.conftest import bare_env
 
 pytestmark = pytest.mark.nginx
@@ -247,3 +247,14 @@ def test_two_maps_files_of_the_same_name_are_refused(installed, repo, tmp_path):
     assert out.returncode == 1
     assert f"the allowlist {other}, also included in the http context" in out.stderr
     assert "same NGINX variables ($phoenix_app_*)" in out.stderr and "give the maps files different names" in out.stderr
+
+
+def test_variable_names_are_readable_and_a_long_name_passes_nginx_t(installed, repo, tmp_path):
+    base = make_site(tmp_path / "nginx", app_port=5999)
+    long = base.root / "conf.d" / "customer_billing_portal_backend.allowlist.conf"
+    site = Site(root=base.root, port=base.port, app_port=base.app_port, maps=long, gate=long.with_suffix(".gate"))
+    site.nginx(gated=True)
+    out = run(installed, "phoenix-allowlist", *allowlist_args(site, repo))
+    assert out.returncode == 0, out.stderr  # written only after nginx -t passed with it
+    assert "if ($phoenix_customer_billing_porta_allow = 0) { return 404; }" in site.gate.read_text()
+    assert "(?<phoenix_customer_billing_porta_s>" in site.maps.read_text()
