@@ -227,6 +227,7 @@ def test_typo_in_the_maps_path_is_one_short_error_with_the_likely_fix(installed,
         assert f"the http context includes {site.maps}; did you mean {site.maps}?" in line
         assert f"1 of 1 location(s) passing requests to the app do not include the gate " \
                f"{typo.with_suffix('.gate')}: location / (" in line
+        assert f"If you meant {site.maps}, name that file (its gate defaults to {site.gate})" in line
         assert "^~" not in line  # generated locations are not the user's
     assert snapshot(site.root) == before and not typo.exists()
 

@@ -121,8 +121,11 @@ def plan(
                           f"NGINX variables ($phoenix_{aid}_*) as {name}: give the maps files different names")
     problems = inspection.problems()
     if problems:
+        meant = inspection.meant()
+        fix = (f"If you meant {meant}, name that file (its gate defaults to {default_gate(meant)}); otherwise include "
+               if meant else "Include ")
         message = (f"the allowlist for {table['app']} would not protect it in {config}: " + "; ".join(problems)
-                   + f". Include {name} in the http block and {gate_path} in each location that reaches the app.")
+                   + f". {fix}{name} in the http block and {gate_path} in each location that reaches the app.")
         if strict:
             raise ConfigError(message)
         problems = [message]

@@ -119,11 +119,18 @@ class Inspection:
                        f"include the gate {self.gate_path}: {brief(ungated)}")
         return out
 
-    def _did_you_mean(self) -> str:
+    def meant(self) -> str | None:
+        """The file included in the http context that the maps path is probably a typo of, if any."""
         import difflib
 
+        if self.maps_included:
+            return None
         close = difflib.get_close_matches(self.maps_path, self.http_includes, n=1, cutoff=0.8)
-        return f"; did you mean {close[0]}?" if close else ""
+        return close[0] if close else None
+
+    def _did_you_mean(self) -> str:
+        meant = self.meant()
+        return f"; did you mean {meant}?" if meant else ""
 
     def upstream_not_found(self) -> str | None:
         """The error for an ``upstream`` that no ``*_pass`` names while others exist (a typo), else None."""
