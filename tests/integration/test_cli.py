@@ -222,12 +222,12 @@ def test_typo_in_the_maps_path_is_one_short_error_with_the_likely_fix(installed,
         out = run(installed, "phoenix-allowlist", *args)
         assert out.returncode == 1 and out.stdout == "", (mode, out.stdout)
         (line,) = out.stderr.splitlines()
-        assert len(line) < 1200, line
+        assert len(line.replace(str(site.root), "ROOT")) < 800, line  # the paths are long under pytest's tmp
         assert f"the maps file {typo} is not included in the http context" in line
         assert f"the http context includes {site.maps}; did you mean {site.maps}?" in line
         assert f"1 of 1 location(s) passing requests to the app do not include the gate " \
                f"{typo.with_suffix('.gate')}: location / (" in line
-        assert f"If you meant {site.maps}, name that file (its gate defaults to {site.gate})" in line
+        assert f"If you meant {site.maps}, name that file; otherwise include {typo} in the http block" in line
         assert "^~" not in line  # generated locations are not the user's
     assert snapshot(site.root) == before and not typo.exists()
 

@@ -122,8 +122,7 @@ def plan(
     problems = inspection.problems()
     if problems:
         meant = inspection.meant()
-        fix = (f"If you meant {meant}, name that file (its gate defaults to {default_gate(meant)}); otherwise include "
-               if meant else "Include ")
+        fix = f"If you meant {meant}, name that file; otherwise include " if meant else "Include "
         message = (f"the allowlist for {table['app']} would not protect it in {config}: " + "; ".join(problems)
                    + f". {fix}{name} in the http block and {gate_path} in each location that reaches the app.")
         if strict:
