@@ -4,7 +4,7 @@
 # available) for apt. The venv lives in $PHOENIX_VENV (default: .venv in the checkout).
 #
 # apt waits up to $PHOENIX_APT_LOCK_TIMEOUT seconds (default 600) for another apt/dpkg process to release
-# the dpkg lock instead of failing at once. A policy-rc.d created here (so that the package's service does
+# its lock (the dpkg lock, and the lists lock of apt-get update) instead of failing at once. A policy-rc.d created here (so that the package's service does
 # not start on 0.0.0.0:80) is removed again however the script ends. $PHOENIX_SYSROOT is for the tests only:
 # a fake root whose usr/sbin stands for /usr/sbin.
 set -euo pipefail
@@ -16,6 +16,22 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 apt_get() {
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o "DPkg::Lock::Timeout=$LOCK_TIMEOUT" "$@"
+}
+
+# `apt-get update` takes the lists lock, for which apt (2.6, Debian 12) ignores DPkg::Lock::Timeout and
+# fails at once: retry it while the only problem is a lock, up to the same timeout
+apt_update() {
+  local waited=0 out
+  while ! out=$(apt_get update -qq 2>&1); do
+    if ! printf '%s' "$out" | grep -q "Could not get lock" || [ "$waited" -ge "$LOCK_TIMEOUT" ]; then
+      printf '%s\n' "$out" >&2
+      return 1
+    fi
+    [ "$waited" -gt 0 ] || echo "bootstrap: another apt process holds its lock; waiting up to ${LOCK_TIMEOUT}s"
+    sleep 1
+    waited=$((waited + 1))
+  done
+  [ -z "$out" ] || printf '%s\n' "$out"
 }
 
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x "$SYSROOT/usr/sbin/nginx" ]; then
@@ -30,7 +46,7 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x "$SYSROOT/usr/sbin/nginx" ]; the
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
     $SUDO chmod +x "$policy"
   fi
-  apt_get update -qq
+  apt_update
   apt_get install -y -qq nginx-light >/dev/null
   if [ -n "$created_policy" ]; then
     $SUDO rm -f "$policy"

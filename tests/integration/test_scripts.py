@@ -22,6 +22,12 @@ policy="$PHOENIX_SYSROOT/usr/sbin/policy-rc.d"
 if [ -x "$policy" ]; then state="policy:$(tail -n 1 "$policy")"; else state="policy:absent"; fi
 echo "$* | $state" >> "$FAKE_APT_LOG"
 case "$*" in
+  *update*)
+    # another apt process holds the lists lock for the first $FAKE_APT_LOCKED updates
+    n=$(grep -c update "$FAKE_APT_LOG")
+    if [ "$n" -le "${FAKE_APT_LOCKED:-0}" ]; then
+      echo "E: Could not get lock on the package lists. It is held by process 4242 (apt-get)" >&2; exit 100
+    fi ;;
   *install*)
     if [ "$FAKE_APT_MODE" = fail ]; then echo "E: Could not get lock (the fake apt-get of test_scripts.py)" >&2; exit 100; fi
     printf '#!/bin/sh\\n' > "$PHOENIX_SYSROOT/usr/sbin/nginx"; chmod +x "$PHOENIX_SYSROOT/usr/sbin/nginx" ;;
@@ -54,9 +60,9 @@ def machine(tmp_path: Path, repo: Path) -> dict:
     return {"env": env, "policy": sysroot / "usr" / "sbin" / "policy-rc.d", "log": log, "repo": repo}
 
 
-def bootstrap(machine: dict, mode: str) -> subprocess.CompletedProcess[str]:
+def bootstrap(machine: dict, mode: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(machine["repo"] / "scripts" / "bootstrap.sh")], capture_output=True,
-                          text=True, env={**machine["env"], "FAKE_APT_MODE": mode}, timeout=60,
+                          text=True, env={**machine["env"], "FAKE_APT_MODE": mode, **env}, timeout=60,
                           stdin=subprocess.DEVNULL)
 
 
@@ -95,3 +101,19 @@ def test_demo_help_prints_usage_and_runs_nothing(repo):
     wrong = subprocess.run(["bash", str(repo / "scripts" / "demo.sh"), "--fast"], capture_output=True, text=True,
                            env=env, timeout=30)
     assert wrong.returncode == 64 and "unknown argument: --fast" in wrong.stderr and "usage:" in wrong.stderr
+
+
+def test_apt_get_update_is_retried_while_another_apt_holds_the_lists_lock(machine):
+    """apt-get update ignores DPkg::Lock::Timeout for the lists lock (apt 2.6): the script waits itself."""
+    out = bootstrap(machine, "ok", FAKE_APT_LOCKED="2")
+    assert out.returncode == 0, out.stderr
+    assert "another apt process holds its lock; waiting up to 7s" in out.stdout
+    calls = [c.split(" | ")[0] for c in machine["log"].read_text().splitlines()]
+    assert calls == ["-o DPkg::Lock::Timeout=7 update -qq"] * 3 + ["-o DPkg::Lock::Timeout=7 install -y -qq nginx-light"]
+    assert not machine["policy"].exists()
+
+
+def test_a_lock_held_longer_than_the_timeout_fails_with_apts_message(machine):
+    out = bootstrap(machine, "ok", FAKE_APT_LOCKED="100", PHOENIX_APT_LOCK_TIMEOUT="2")
+    assert out.returncode != 0 and "Could not get lock on the package lists" in out.stderr
+    assert "install" not in machine["log"].read_text() and not machine["policy"].exists()
