@@ -21,7 +21,7 @@ locations that accept the commonest allowed requests of dynamic routes without t
 
 from __future__ import annotations
 
-import hashlib
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -53,11 +53,18 @@ class Rendered:
 
 
 def app_id(name: str) -> str:
-    """A variable-safe id for an app, stable for a given state name/path."""
-    # short: the id also names a PCRE capture group, and those are limited to 32 characters
-    base = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[-12:].strip("_") or "app"
-    digest = hashlib.sha1(name.encode()).hexdigest()[:6]
-    return f"{base}_{digest}"
+    """The app's id in NGINX variable names: the maps file's name without its extension and ``.allowlist``.
+
+    ``/etc/nginx/conf.d/myapp.allowlist.conf`` -> ``myapp`` (``$phoenix_myapp_allow``): readable, and stable
+    for a given file name. At most 22 characters, cut at the end: the id also names a PCRE capture group
+    (``phoenix_<id>_s``), and those are limited to 32. Two maps files of the same name in one http block
+    would share variables (NGINX accepts that silently): ``manage.plan`` refuses it.
+    """
+    base = os.path.basename(name)
+    stem = os.path.splitext(base)[0] if "." in base.lstrip(".") else base
+    if stem.lower().endswith(".allowlist"):
+        stem = stem[: -len(".allowlist")]
+    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")[:22].strip("_") or "app"
 
 
 def quote(token: str) -> str:
