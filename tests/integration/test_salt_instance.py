@@ -5,7 +5,9 @@ key, answers once accepted, survives a reboot and leaves no process behind when 
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from tests.integration.test_localcloud import make_group
 pytestmark = pytest.mark.daemons
 
 REPO = Path(__file__).resolve().parents[2]
+ROOTS = REPO / "tests" / "integration" / "instance_roots"
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +33,8 @@ def salt_master(salt_factories):
     """A master that accepts nothing by itself (no auto_accept): the tests accept keys with salt-key."""
     factory = salt_factories.salt_master_daemon("instances-master", overrides={
         "interface": "127.0.0.1", "auto_accept": False,
-        "file_roots": {"base": [str(REPO / "salt")]},
-        "pillar_roots": {"base": [str(REPO / "tests" / "integration" / "pillar_webapp")]},
+        "file_roots": {"base": [str(REPO / "salt"), str(ROOTS / "salt")]},
+        "pillar_roots": {"base": [str(ROOTS / "pillar")]},
         "auth_events_autosign_grains": ["pend"],
     })
     with factory.started(start_timeout=120):
@@ -156,7 +159,76 @@ def test_reboot_restarts_the_instances_processes_and_boot_scripts(salt_master, a
     agent.reboot(iid)
     assert not before & set(agent.pids(iid).get(iid, [])), "a process survived the reboot"
     assert marker.read_text().splitlines() == ["boot", "boot"]  # started again by the boot
-    assert inst.boots == 2
+    assert inst.boots == 2 and inst.boot_log[-2:] == ["boot: 50-sleeper start -> 0", "boot: done"]
     ping(salt_master, iid)  # same key, same id: answers again without a new acceptance
     agent.stop(iid)
     assert agent.pids(iid) == {}
+
+
+def request(address: str, port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(address, port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def listening(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((address, port)) == 0
+
+
+def highstate(salt_master, iid: str) -> dict[str, Any]:
+    ret = salt_master.salt_cli(timeout=300).run("state.highstate", minion_tgt=iid)
+    assert ret.returncode == 0, ret.stdout + ret.stderr
+    assert isinstance(ret.data, dict) and ret.data, ret.stdout
+    failed = {k: v["comment"] for k, v in ret.data.items() if v["result"] is not True}
+    assert not failed, failed
+    return ret.data
+
+
+DEBUGGER = "/?__debugger__=yes&cmd=resource&f=style.css"
+
+
+def test_the_webapp_role_serves_only_the_apps_routes_through_the_instances_nginx(salt_master, agent, cloud,
+                                                                                   aws):
+    iid = launch(aws, agent, "web")
+    accept(salt_master, iid)
+    ping(salt_master, iid)
+    ip = cloud.private_ip(iid)
+    first = highstate(salt_master, iid)
+    assert any(k.startswith("nginx_whitelist_|-webapp-allowlist") for k in first)
+    changed = {k.split("_|-")[1] for k, v in first.items() if v["changes"]}
+    assert {"webapp-app-files", "webapp-nginx-site", "webapp-allowlist", "webapp-nginx-reload"} <= changed
+    # the app is a real process on the instance's own address, with the debugger on
+    status, body = request(ip, 8000, "/console")
+    assert status == 200 and b"Console" in body
+    status, body = request(ip, 8000, DEBUGGER)
+    assert status == 200 and body  # the debugger's own stylesheet
+    # through the instance's NGINX only the app's routes pass
+    for path in ("/console", DEBUGGER, "/items/x", "/admin"):
+        assert request(ip, 8080, path)[0] == 404, path
+    status, body = request(ip, 8080, "/health")
+    assert status == 200 and json.loads(body) == {"status": "ok", "instance": iid}
+    assert request(ip, 8080, "/items/7")[0] == 200
+    assert not listening("127.0.0.1", 8080)  # on the instance's address, not on 127.0.0.1
+    # a second highstate changes nothing
+    second = highstate(salt_master, iid)
+    assert {k: v["changes"] for k, v in second.items() if v["changes"]} == {}
+    # a reboot brings both services back from their boot scripts, without a highstate
+    inst = agent.get(iid)
+    assert sorted(p.name for p in inst.boot_dir.iterdir()) == ["50-webapp-app", "60-webapp-nginx"]
+    agent.reboot(iid)
+    assert inst.boot_log[-3:] == ["boot: 50-webapp-app start -> 0", "boot: 60-webapp-nginx start -> 0",
+                                  "boot: done"]
+    assert request(ip, 8080, "/health")[0] == 200 and request(ip, 8080, "/console")[0] == 404
+    # the instance ends: nothing of it keeps running or listening
+    pids = agent.pids(iid)[iid]
+    assert len(pids) >= 4  # minion processes, the app, nginx master and worker
+    aws["autoscaling"].terminate_instance_in_auto_scaling_group(InstanceId=iid, ShouldDecrementDesiredCapacity=True)
+    wait_until(lambda: iid not in agent.running(), timeout=30, message=f"{iid} to stop")
+    assert not [p for p in pids if running(p)]
+    assert not listening(ip, 8080) and not listening(ip, 8000)
