@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 MARKER = "LOCALCLOUD_INSTANCE"
 IDENTITY_GRAINS = ["phoenix_identity_document", "phoenix_identity_signature"]
 REPO = Path(__file__).resolve().parent.parent
+INIT_SCRIPT = Path(__file__).resolve().parent / "instance_init.py"  # run by path: stdlib imports only
 
 
 def checkout_loader_dirs(repo: Path = REPO) -> dict[str, Any]:
@@ -119,12 +120,16 @@ class SaltInstanceAgent:
     ``minion_config``: extra minion options (merged last), e.g. ``{"log_level_logfile": "debug"}``.
     ``loader_dirs``: load Phoenix's modules from this checkout (default True).
     ``env``: extra environment variables for the minion (and so for everything it runs).
+    ``stop_timeout``: seconds a process of the instance gets between SIGTERM and SIGKILL when the instance
+    stops or reboots (salt-minion itself needs 5-10 s to exit on SIGTERM; a terminated instance need not
+    wait for it).
+    ``boot_timeout``: seconds the boot (init, then boot scripts) may take.
     """
 
     def __init__(self, base_dir: str | Path, master_port: int, publish_port: int, *,
                  master: str = "127.0.0.1", minion_config: dict[str, Any] | None = None,
                  loader_dirs: bool = True, env: dict[str, str] | None = None,
-                 python: str = sys.executable, stop_timeout: float = 10.0,
+                 python: str = sys.executable, stop_timeout: float = 3.0,
                  boot_timeout: float = 120.0) -> None:
         self.base_dir = Path(base_dir)
         self.master = master
@@ -264,7 +269,7 @@ class SaltInstanceAgent:
         before = len(inst.boot_log)
         with open(inst.console, "ab") as console:
             inst.init = subprocess.Popen(
-                [self.python, "-m", "localcloud.instance_init", str(inst.boot_dir), "--", *minion],
+                [self.python, str(INIT_SCRIPT), str(inst.boot_dir), "--", *minion],
                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
                 env=self._environment(inst), start_new_session=True)
         inst.boots += 1

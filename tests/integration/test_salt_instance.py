@@ -68,22 +68,25 @@ def launch(aws: dict[str, Any], agent: SaltInstanceAgent, group: str) -> str:
     return iid
 
 
-def accept(salt_master, iid: str, timeout: float = 60) -> None:
+def accept(salt_master, iid: str, timeout: float = 90) -> None:
     """The key must first show up as pending (nothing pre-accepted it), then the test accepts it."""
-    keys = salt_master.salt_key_cli()
-    wait_until(lambda: iid in (keys.run("--list", "pre", "--out", "json").data or {}).get("minions_pre", []),
-               timeout=timeout, interval=0.3, message=f"{iid}'s key pending")
-    ret = keys.run("--accept", iid, "--yes")
+    pending = Path(salt_master.config["pki_dir"]) / "minions_pre" / iid
+    wait_until(pending.exists, timeout=timeout, interval=0.1, message=f"{iid}'s key pending")
+    assert not (Path(salt_master.config["pki_dir"]) / "minions" / iid).exists()
+    ret = salt_master.salt_key_cli().run("--accept", iid, "--yes")
     assert ret.returncode == 0, ret.stderr
 
 
-def ping(salt_master, iid: str, timeout: float = 60) -> dict[str, Any]:
-    cli = salt_master.salt_cli(timeout=15)
+def started(event_listener, salt_master, iid: str, after: float, timeout: float = 90) -> None:
+    """Wait for the minion's start event: it is connected and ready for jobs."""
+    wait_until(lambda: event_listener.get_events([(salt_master.id, f"salt/minion/{iid}/start")], after_time=after),
+               timeout=timeout, interval=0.2, message=f"{iid}'s minion start event")
 
-    def answered() -> dict[str, Any] | None:
-        ret = cli.run("test.ping", minion_tgt=iid)
-        return ret.data if ret.returncode == 0 and ret.data is True else None
-    wait_until(answered, timeout=timeout, interval=0.5, message=f"{iid} to answer test.ping")
+
+def ping(salt_master, iid: str) -> dict[str, Any]:
+    cli = salt_master.salt_cli(timeout=30)
+    ret = cli.run("test.ping", minion_tgt=iid)
+    assert ret.returncode == 0 and ret.data is True, ret.stdout + ret.stderr
     return cli.run("grains.item", "id", "phoenix_private_ip", "phoenix_identity_document",
                    "phoenix_identity_signature", minion_tgt=iid).data
 
@@ -112,6 +115,7 @@ def test_an_instance_is_a_minion_with_its_id_address_and_identity(salt_master, a
     assert config["id"] == iid and config["master"] == "127.0.0.1"
     assert config["autosign_grains"] == ["phoenix_identity_document", "phoenix_identity_signature"]
     accept(salt_master, iid)
+    started(event_listener, salt_master, iid, start)
     grains = ping(salt_master, iid)
     assert grains["id"] == iid and grains["phoenix_private_ip"] == cloud.private_ip(iid)
     # the grains carry the document the instance's IMDS serves, and it verifies with the cloud's certificate
@@ -140,9 +144,12 @@ def test_an_instance_is_a_minion_with_its_id_address_and_identity(salt_master, a
     assert not [p for p in pids if running(p)]
 
 
-def test_reboot_restarts_the_instances_processes_and_boot_scripts(salt_master, agent, cloud, aws, tmp_path):
+def test_reboot_restarts_the_instances_processes_and_boot_scripts(salt_master, agent, cloud, aws, tmp_path,
+                                                                  event_listener):
+    start = time.time()
     iid = launch(aws, agent, "reboots")
     accept(salt_master, iid)
+    started(event_listener, salt_master, iid, start)
     ping(salt_master, iid)
     inst = agent.get(iid)
     # a service enabled on the instance: a boot script that starts a detached process (setsid, like a
@@ -156,11 +163,13 @@ def test_reboot_restarts_the_instances_processes_and_boot_scripts(salt_master, a
     assert ret.returncode == 0, ret.stderr
     wait_until(lambda: len(agent.pids(iid).get(iid, [])) >= 2, message="the detached process")
     before = set(agent.pids(iid)[iid])
+    rebooted = time.time()
     agent.reboot(iid)
     assert not before & set(agent.pids(iid).get(iid, [])), "a process survived the reboot"
     assert marker.read_text().splitlines() == ["boot", "boot"]  # started again by the boot
     assert inst.boots == 2 and inst.boot_log[-2:] == ["boot: 50-sleeper start -> 0", "boot: done"]
-    ping(salt_master, iid)  # same key, same id: answers again without a new acceptance
+    started(event_listener, salt_master, iid, rebooted)  # same key, same id: no new acceptance
+    ping(salt_master, iid)
     agent.stop(iid)
     assert agent.pids(iid) == {}
 
@@ -194,10 +203,11 @@ DEBUGGER = "/?__debugger__=yes&cmd=resource&f=style.css"
 
 
 def test_the_webapp_role_serves_only_the_apps_routes_through_the_instances_nginx(salt_master, agent, cloud,
-                                                                                   aws):
+                                                                                   aws, event_listener):
+    start = time.time()
     iid = launch(aws, agent, "web")
     accept(salt_master, iid)
-    ping(salt_master, iid)
+    started(event_listener, salt_master, iid, start)
     ip = cloud.private_ip(iid)
     first = highstate(salt_master, iid)
     assert any(k.startswith("nginx_whitelist_|-webapp-allowlist") for k in first)
