@@ -164,7 +164,8 @@ def test_reboot_restarts_the_instances_processes_and_boot_scripts(salt_master, a
     wait_until(lambda: len(agent.pids(iid).get(iid, [])) >= 2, message="the detached process")
     before = set(agent.pids(iid)[iid])
     rebooted = time.time()
-    agent.reboot(iid)
+    aws["ec2"].reboot_instances(InstanceIds=[iid])  # as one would reboot an EC2 instance
+    cloud.agents.wait(iid, timeout=120)
     assert not before & set(agent.pids(iid).get(iid, [])), "a process survived the reboot"
     assert marker.read_text().splitlines() == ["boot", "boot"]  # started again by the boot
     assert inst.boots == 2 and inst.boot_log[-2:] == ["boot: 50-sleeper start -> 0", "boot: done"]
