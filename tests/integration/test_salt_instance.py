@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,10 +99,18 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def connections_from(address: str, port: int) -> list[str]:
-    out = subprocess.run(["ss", "-Htn", "state", "established", "src", address, "dst", f"127.0.0.1:{port}"],
-                         capture_output=True, text=True, check=False).stdout
-    return [line for line in out.splitlines() if line.strip()]
+def connections_from(address: str, port: int) -> int:
+    """Established TCP connections from ``address`` to 127.0.0.1:``port`` (read from /proc/net/tcp)."""
+    def hex_ip(ip: str) -> str:
+        return "".join(f"{int(part):02X}" for part in reversed(ip.split(".")))
+
+    local, remote = hex_ip(address), f"{hex_ip('127.0.0.1')}:{port:04X}"
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].split(":")[0] == local and fields[2] == remote and fields[3] == "01":
+            count += 1
+    return count
 
 
 def test_an_instance_is_a_minion_with_its_id_address_and_identity(salt_master, agent, cloud, aws,
