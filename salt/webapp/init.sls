@@ -16,9 +16,14 @@
 {%- set address = cfg.get('address') or salt['grains.get']('phoenix_private_ip') or (salt['grains.get']('fqdn_ip4') or ['127.0.0.1'])[0] %}
 {%- set port = cfg.get('port', 80) %}
 {%- set app_port = cfg.get('app_port', 8000) %}
-{%- set app_dir = root ~ cfg.get('app_dir', '/srv/' ~ name) %}
+{%- set from_deploy = cfg.get('source', 'salt') == 'deploy' %}
+{%- set deploy_target = salt['pillar.get']('phoenix:deploy:target', '') %}
+{%- set app_dir = deploy_target if from_deploy else root ~ cfg.get('app_dir', '/srv/' ~ name) %}
+{%- set app_spec = cfg.get('app', 'webapp_app:create_app()') %}
+{%- set runner_dir = root ~ cfg.get('runner_dir', '/usr/local/lib/' ~ name) %}
+{%- set code = {'deployed_commit': 'phoenix-deployed-commit'} if from_deploy else {'file': 'webapp-app-files'} %}
 {%- set virtualenv = cfg.get('virtualenv', True) %}
-{%- set venv = app_dir ~ '/venv' %}
+{%- set venv = runner_dir ~ '/venv' %}
 {%- set python = cfg.get('python') or (venv ~ '/bin/python' if virtualenv else salt['grains.get']('pythonexecutable')) %}
 {%- set service_manager = cfg.get('service_manager', 'systemd') %}
 {%- set manage_packages = cfg.get('manage_packages', True) %}
@@ -36,7 +41,7 @@
 {%- set boot_dir = root ~ cfg.get('boot_dir', '/etc/localcloud/boot.d') %}
 {%- set log_dir = root ~ '/var/log/' ~ name %}
 {%- set run_dir = root ~ '/run/' ~ name %}
-{%- set command = [python, app_dir ~ '/serve.py', '--host', address, '--port', app_port, '--instance', grains['id']] + ([] if debugger else ['--no-debugger']) %}
+{%- set command = [python, runner_dir ~ '/serve.py', '--host', address, '--port', app_port, '--instance', grains['id'], '--app-dir', app_dir, '--app', app_spec] + ([] if debugger else ['--no-debugger']) %}
 {%- set command_line = command | map('string') | map('quote') | join(' ') %}
 {%- set nginx_argv = [nginx_bin, '-p', nginx_prefix, '-c', nginx_conf] | map('quote') | join(' ') %}
 
@@ -44,7 +49,20 @@
 webapp-settings:
   test.fail_without_changes:
     - name: "pillar phoenix:webapp:service_manager is {{ service_manager }}: use systemd (production) or script (a host without an init system, such as a localcloud test instance)"
+{%- elif cfg.get('source', 'salt') not in ('salt', 'deploy') %}
+webapp-settings:
+  test.fail_without_changes:
+    - name: "pillar phoenix:webapp:source is {{ cfg.get('source') }}: use salt (the sample app from salt://webapp/files/app) or deploy (the checkout at phoenix:deploy:target)"
+{%- elif from_deploy and not deploy_target %}
+webapp-settings:
+  test.fail_without_changes:
+    - name: "pillar phoenix:webapp:source is deploy but phoenix:deploy:target is not set: set it to the checkout's directory"
 {%- else %}
+{%- if from_deploy %}
+
+include:
+  - deployed_commit
+{%- endif %}
 
 {%- if manage_packages %}
 webapp-packages:
@@ -62,6 +80,14 @@ webapp-user:
     - shell: /usr/sbin/nologin
 {%- endif %}
 
+{#- serve.py runs the app (from this SLS's files, or from the deployed checkout) #}
+webapp-runner:
+  file.managed:
+    - name: {{ runner_dir }}/serve.py
+    - source: salt://webapp/files/app/serve.py
+    - makedirs: True
+{%- if not from_deploy %}
+
 webapp-app-files:
   file.recurse:
     - name: {{ app_dir }}
@@ -69,6 +95,7 @@ webapp-app-files:
     - include_pat: '*.py'
     - makedirs: True
     - clean: False
+{%- endif %}
 
 webapp-dirs:
   file.directory:
@@ -84,7 +111,7 @@ webapp-virtualenv:
     - name: {{ cfg.get('venv_python', '/usr/bin/python3') | quote }} -m venv {{ venv | quote }}
     - creates: {{ venv }}/bin/python
     - require:
-      - file: webapp-app-files
+      - file: webapp-runner
 {%- if manage_packages %}
       - pkg: webapp-packages
 {%- endif %}
@@ -116,7 +143,8 @@ webapp-app:
     - enable: True
     - watch:
       - file: webapp-app-unit
-      - file: webapp-app-files
+      - file: webapp-runner
+      - {{ code | json }}
 {%- if virtualenv %}
       - pip: webapp-requirements
 {%- endif %}
@@ -142,7 +170,8 @@ webapp-app-restart:
   cmd.run:
     - name: {{ app_script | quote }} restart
     - onchanges:
-      - file: webapp-app-files
+      - {{ code | json }}
+      - file: webapp-runner
       - file: webapp-app-script
 {%- if virtualenv %}
       - pip: webapp-requirements
@@ -207,7 +236,7 @@ webapp-allowlist:
   nginx_whitelist.managed:
     - name: {{ maps }}
     - gate: {{ gate }}
-    - app: 'webapp_app:create_app()'
+    - app: {{ app_spec | json }}
     - python: {{ python }}
     - cwd: {{ app_dir }}
     - config: {{ nginx_conf }}
@@ -221,7 +250,7 @@ webapp-allowlist:
 {%- endfor %}
     - require:
       - file: webapp-nginx-site
-      - file: webapp-app-files
+      - {{ code | json }}
       - file: webapp-dirs
 {%- if virtualenv %}
       - pip: webapp-requirements
