@@ -13,7 +13,7 @@ from devtools.nginx import Nginx, free_port
 from phoenix.allowlist import manage
 from phoenix.allowlist.fastpath import FastPath
 from phoenix.allowlist.render import render
-from tests.support.routing import METHODS, build, compiled_for, paths, rule_sets, werkzeug_allows
+from tests.support.routing import METHODS, build, compiled_for, paths, prefix_probes, rule_sets, werkzeug_allows
 from devtools.site import make_site, request
 
 pytestmark = pytest.mark.nginx
@@ -150,8 +150,14 @@ def test_probe_catches_an_open_site(ungated, repo):
 @pytest.fixture(scope="module")
 def decision_nginx(tmp_path_factory):
     root = tmp_path_factory.mktemp("prop")
-    state = {"root": root, "port": free_port(), "fast_port": free_port(), "fast_hits": 0}
+    state = {"root": root, "port": free_port(), "fast_port": free_port(), "fast_hits": 0,
+             "app_port": free_port(), "fast_app_port": free_port()}
     yield state
+
+
+def _fast(state) -> FastPath:
+    """The fast path as the real app location gets it: a proxy_pass (NGINX redirects on its own for those)."""
+    return FastPath(parent="/", handler=f"proxy_pass http://127.0.0.1:{state['fast_app_port']};")
 
 
 def _nginx_decides(state, rendered, requests: list[tuple[str, str]]) -> dict[str, list[bool]]:
@@ -161,11 +167,16 @@ def _nginx_decides(state, rendered, requests: list[tuple[str, str]]) -> dict[str
     (root / "gate.conf").write_text(rendered["gate"].gate)
     (root / "fast.conf").write_text(rendered["fast"].gate)
     ports = {"gate": state["port"], "fast": state["fast_port"]}
+    # both servers pass to an upstream, as a real app location does: NGINX treats *_pass locations
+    # specially (a prefix ending in "/" answers the path without it with its own 301)
+    app = f"proxy_pass http://127.0.0.1:{state['app_port']};"
     http = (f"include {root}/maps.conf;\n"
             f"server {{ listen 127.0.0.1:{ports['gate']};\n"
-            f"  location / {{ include {root}/gate.conf; return 200 \"app\\n\"; }}\n}}\n"
+            f"  location / {{ include {root}/gate.conf; {app} }}\n}}\n"
             f"server {{ listen 127.0.0.1:{ports['fast']};\n"
-            f"  location / {{ include {root}/fast.conf; return 200 \"app\\n\"; }}\n}}")
+            f"  location / {{ include {root}/fast.conf; {app} }}\n}}\n"
+            f"server {{ listen 127.0.0.1:{state['app_port']}; return 200 \"app\\n\"; }}\n"
+            f"server {{ listen 127.0.0.1:{state['fast_app_port']}; return 200 \"fast\\n\"; }}\n")
     ngx = Nginx(root, http, master=False)
     test = ngx.test()
     assert test.returncode == 0, test.stderr
@@ -197,8 +208,8 @@ def test_nginx_decides_like_werkzeug(decision_nginx, rules, probes, method):
     from phoenix.allowlist.probe import sample_path
 
     probes = probes + [p for p in (sample_path(compiled, pat) for pat in compiled.patterns) if p]
-    rendered = {"gate": render(compiled, "prop"),
-                "fast": render(compiled, "prop", fast=FastPath(parent="/", handler='return 200 "fast\\n";'))}
+    probes += prefix_probes(rules)
+    rendered = {"gate": render(compiled, "prop"), "fast": render(compiled, "prop", fast=_fast(decision_nginx))}
     assert rendered["fast"].maps == rendered["gate"].maps
     quoted = [urllib_quote(p) for p in probes]
     decided = _nginx_decides(decision_nginx, rendered, [(method, q) for q in quoted])
@@ -212,8 +223,7 @@ def test_the_fast_path_answers_and_falls_back(decision_nginx):
     """Fixed rules: the fast path's locations answer ("fast") under their prefix, the maps everywhere else."""
     url_map = build([("/users/<int:id>", ("GET",), True), ("/users/new", ("POST",), True), ("/<name>", None, True)])
     compiled = compiled_for(url_map)
-    rendered = {"gate": render(compiled, "fixed"),
-                "fast": render(compiled, "fixed", fast=FastPath(parent="/", handler='return 200 "fast\\n";'))}
+    rendered = {"gate": render(compiled, "fixed"), "fast": render(compiled, "fixed", fast=_fast(decision_nginx))}
     requests = [("GET", "/users/5"), ("HEAD", "/users/5"), ("GET", "/users/5?page=2"), ("POST", "/users/5"),
                 ("GET", "/users/5?__debugger__=yes"), ("GET", "/users/x"), ("POST", "/users/new"),
                 ("GET", "/users/new"), ("GET", "/bob"), ("GET", "/bob?__debugger__=yes"), ("GET", "/console")]
@@ -225,6 +235,25 @@ def test_the_fast_path_answers_and_falls_back(decision_nginx):
     assert decided["gate"] == expected and decided["fast"] == expected
     # GET, HEAD and the query string under /users/ (HEAD has no body), and POST /users/new
     assert decision_nginx["fast_hits"] - before == 3
+
+
+def test_a_route_equal_to_a_fast_prefix_is_not_redirected_by_nginx(decision_nginx):
+    """``/orders`` beside ``/orders/<int:oid>``, and ``/u`` routed by a catch-all: the app answers, not NGINX's 301.
+
+    A ``^~ "/orders/"`` prefix location holding a proxy_pass makes NGINX answer ``/orders`` itself with
+    ``301 Location: http://<the request's Host>/orders/``; the fast path's exact locations stop that.
+    """
+    url_map = build([("/orders", ("GET", "POST"), True), ("/orders/<int:oid>", ("GET",), True),
+                     ("/u/<name>", ("GET",), True), ("/<slug>", None, True)])
+    compiled = compiled_for(url_map)
+    rendered = {"gate": render(compiled, "redirect"), "fast": render(compiled, "redirect", fast=_fast(decision_nginx))}
+    requests = [("GET", "/orders"), ("POST", "/orders"), ("GET", "/orders?page=2"), ("GET", "/u"),
+                ("HEAD", "/u"), ("GET", "/orders/7"), ("PUT", "/orders"), ("GET", "/orders?__debugger__=yes"),
+                ("GET", "/orders/x")]
+    expected = [werkzeug_allows(url_map, m, p.partition("?")[0]) and "__debugger__" not in p for m, p in requests]
+    assert expected == [True] * 7 + [False, False]  # PUT /orders: the catch-all takes it
+    assert _nginx_decides(decision_nginx, rendered, requests) == {"gate": expected, "fast": expected}
+    assert 'location = "/orders" {' in rendered["fast"].gate and 'location = "/u" {' in rendered["fast"].gate
 
 
 def urllib_quote(path: str) -> str:

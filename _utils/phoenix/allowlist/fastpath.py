@@ -20,6 +20,11 @@ The fast path only ever *accepts*; it never refuses anything the gate would let 
         if ($phoenix_<app>_allow = 0) { return 404; }   # everything else under /users/: the gate
         proxy_pass http://app;
     }
+    location = "/users" { if ($phoenix_<app>_allow = 0) { return 404; } proxy_pass http://app; }
+
+The exact location is there because NGINX itself answers ``/users`` with ``301 Location: /users/`` (and
+the request's Host) when a prefix location ending in ``/`` holds a ``*_pass``; the exact one is found
+first, so ``/users`` gets the gate's answer like every other path.
 
 A request is accepted without the maps only when its path matches a rule's regex, its method is that
 rule's main method (GET when it has GET) and it has no query string, so it cannot carry Werkzeug's
@@ -144,6 +149,9 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         lines.append(f"    {gate}")
         lines.append(f"    {fast.handler}")
         lines.append("}")
+        # NGINX answers the prefix without its slash (/users) with its own 301 to /users/ when a
+        # prefix location ending in "/" holds a *_pass; an exact location is found first and stops that
+        lines.append(f"location = {quote(head[:-1])} {{ {gate} {fast.handler} }}")
     return lines, count, len(groups)
 
 
