@@ -86,7 +86,9 @@ def test_rendered_fast_path():
     assert gate.count("if ($request_method") == 2  # /any/<int:id> takes every method
     assert gate.count("if ($args)") == 3
     assert "return 403;" in gate and "return 404" not in gate
-    assert gate.count("uwsgi_pass 127.0.0.1:9;") == 3 * 2  # a regex location and a fallback per prefix
+    # a regex location, a fallback and an exact location for the prefix without its slash, per prefix
+    assert gate.count("uwsgi_pass 127.0.0.1:9;") == 3 * 3
+    assert 'location = "/users" { if ($phoenix_x_11f6ad_allow = 0) { return 403; } uwsgi_pass 127.0.0.1:9; }' in gate
     assert "/<username>" not in gate and '"/static' not in gate  # dynamic first segment, static rule: maps
     assert rendered.fast.startswith("fast path: 3 rules in 3 ^~ prefix locations")
 

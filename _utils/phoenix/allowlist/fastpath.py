@@ -119,23 +119,22 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     ``console(pattern)`` is true for patterns that could let a console path through: they stay with the maps.
     """
     v = f"$phoenix_{aid}"
-    groups: dict[str, dict[tuple[str, bool], set[str] | None]] = defaultdict(dict)
+    groups: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
     for p in compiled.patterns:
         if p.regex is None or not p.prefix or len(p.regex) > MAX_TOKEN:
             continue
         head = "/" + "/".join(p.prefix) + "/"
         if not head.startswith(fast.parent) or head == fast.parent or console(p):
             continue
-        key = (p.regex, p.utf)
-        known = groups[head].get(key, set())
-        groups[head][key] = None if p.methods is None or known is None else known | set(p.methods)
+        known = groups[head].get(p.regex, set())
+        groups[head][p.regex] = None if p.methods is None or known is None else known | set(p.methods)
     gate = f"if ({v}_allow = 0) {{ return {int(status)}; }}"
     lines: list[str] = []
     count = 0
     for head in sorted(groups):
         lines.append(f"location ^~ {quote(head)} {{")
-        for (regex, utf), methods in groups[head].items():
-            anchored = ("(*UTF)" if utf else "") + "^(?:" + regex + r")\z"
+        for regex, methods in groups[head].items():
+            anchored = "^(?:" + regex + r")\z"
             lines.append(f"    location ~ {quote(anchored)} {{")
             lines.append("        uninitialized_variable_warn off;")
             lines.append(f"        if ($args) {{ set {v}_fast {v}_allow; }}")

@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from .fastpath import FastPath, render_locations
+from .dialect import literal
 from .rules import Compiled, Pattern, _ascii_lower
 
 #: NGINX rejects a config token longer than 4094 bytes ("too long parameter")
@@ -80,19 +81,17 @@ def _alternations(patterns: list[Pattern]) -> list[str]:
     for methods, group in by_methods.items():
         head = "^" + _methods_regex(methods) + " (?:"
         chunk: list[str] = []
-        utf = False
-        base = len(head) + len(_ARGS_TAIL) + len("~(*UTF))")
+        base = len(head) + len(_ARGS_TAIL) + len("~)")
         size = base
         for p in group:
             assert p.regex is not None
             if chunk and size + len(p.regex) + 1 > MAX_TOKEN:
-                out.append("~" + ("(*UTF)" if utf else "") + head + "|".join(chunk) + ")" + _ARGS_TAIL)
-                chunk, size, utf = [], base, False
+                out.append("~" + head + "|".join(chunk) + ")" + _ARGS_TAIL)
+                chunk, size = [], base
             chunk.append(p.regex)
             size += len(p.regex) + 1
-            utf = utf or p.utf
         if chunk:
-            out.append("~" + ("(*UTF)" if utf else "") + head + "|".join(chunk) + ")" + _ARGS_TAIL)
+            out.append("~" + head + "|".join(chunk) + ")" + _ARGS_TAIL)
     return out
 
 
@@ -101,7 +100,7 @@ def _matches_console(patterns: list[Pattern], compiled: Compiled) -> bool:
     probes = [c for path in compiled.console_paths for c in (path, "/" + path, "//" + path)]
     heads = {_ascii_lower(c.lstrip("/").split("/")[0]) for c in probes}
     candidates = [p for p in patterns if not p.prefix or _ascii_lower(p.prefix[0]) in heads]
-    return any(compiled.python_regex(p).match(c) for p in candidates for c in probes)
+    return any(compiled.matches(p, c) for p in candidates for c in probes)
 
 
 def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
@@ -161,7 +160,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     groups: dict[str, list[Pattern]] = defaultdict(list)
     rest: list[Pattern] = []
     for p in dynamic:
-        head = re.escape("/" + p.prefix[0]) if p.prefix else None
+        head = literal("/" + p.prefix[0]) if p.prefix else None
         if head and p.regex.startswith(head):
             groups[_ascii_lower(p.prefix[0])].append(p)  # the hash key: NGINX ignores ASCII case
         else:
@@ -170,11 +169,11 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     for key, pats in groups.items():
         if all(p.prefix[0] == key for p in pats):
             # lower-case segment: the hash matched it up to case, [^/A-Z]* re-checks the case
-            shape = tuple(sorted({(p.methods or (), "/[^/A-Z]*" + p.regex[len(re.escape("/" + key)):], p.utf)
+            shape = tuple(sorted({(p.methods or (), "/[^/A-Z]*" + p.regex[len(literal("/" + key)):])
                                   for p in pats}))
             classes[(None, shape)].append(key)
         else:  # upper-case letters in the segment: a class of its own, segments spelled out
-            shape = tuple(sorted({(p.methods or (), p.regex, p.utf) for p in pats}))
+            shape = tuple(sorted({(p.methods or (), p.regex) for p in pats}))
             classes[(key, shape)].append(key)
     block("$uri", f"{v}_dynf", [(seg_regex, f"{v}_dyn")], f"{v}_any",
           "a static path with another method or case: read the first segment, then as below")
@@ -184,7 +183,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
           f"{len(dynamic) - len(rest)} dynamic rules under {len(groups)} first segments (hash) in "
           f"{len(classes)} shape classes")
     for key, var in class_var.items():
-        pats = [Pattern(rule="", methods=m or None, regex=body, utf=utf) for m, body, utf in key[1]]
+        pats = [Pattern(rule="", methods=m or None, regex=body) for m, body in key[1]]
         members = [p for seg in classes[key] for p in groups[seg]]
         entries = [(quote(r), "1") for r in _alternations(pats)]
         if _matches_console(members, compiled):
@@ -213,5 +212,5 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
 
 
 def _console_regex(compiled: Compiled) -> str:
-    alts = "|".join(re.escape(p.lstrip("/")) for p in compiled.console_paths)
+    alts = "|".join(literal(p.lstrip("/")) for p in compiled.console_paths)
     return rf"~^[^ ]+ /+(?:{alts}) [^ ]*\z"
