@@ -48,6 +48,8 @@ MATRIX = [
     ("GET", "//console", False), ("GET", "///console", False), ("GET", "/login/../console", False),
     ("GET", "/./console", False), ("GET", "/%2Fconsole", False), ("GET", "/bob/../console", False),
     ("GET", "/login;x/../console", False), ("HEAD", "/console", False),
+    # the debugger compares its path exactly: other cases are the app's /<username>
+    ("GET", "/Console", True), ("GET", "/CONSOLE", True), ("GET", "/consolE?x=1", True),
     # every __debugger__ request, whatever the route and encoding
     ("GET", "/?__debugger__=yes&cmd=resource&f=style.css", False),
     ("GET", "/bob?__debugger__=yes&cmd=resource&f=debugger.js", False),
@@ -105,6 +107,14 @@ def test_request_matrix(site, method, path, allowed):
     assert reached is allowed, (status, body[:200])
     if not allowed:  # NGINX's 404; TRACE never gets past NGINX's own parser (405)
         assert status == (405 if method == "TRACE" else 404)
+
+
+def test_the_console_check_is_exact_like_the_debuggers(site):
+    """/Console is a profile page (the app's /<username>), /console is the debugger's and refused."""
+    assert request(site.port, "GET", "/Console") == (200, True, b"profile Console")
+    assert request(site.port, "GET", "/cOnSoLe")[2] == b"profile cOnSoLe"
+    status, reached, _ = request(site.port, "GET", "/console")
+    assert (status, reached) == (404, False)
 
 
 def test_the_site_uses_the_fast_path(site):

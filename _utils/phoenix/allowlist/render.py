@@ -3,7 +3,8 @@
 The *gate* design (DESIGN.md section 1): no location of the user's config changes. The decision is
 a chain of maps, each one a hash lookup or a few regexes, evaluated lazily and only as far as needed:
 
-1. ``$uri`` hash: the debugger console path -> 0; a static rule -> its method set -> case check;
+1. ``$uri`` hash: the debugger console path -> 0 (re-checked with its exact case, as the debugger
+   compares it); a static rule -> its method set -> case check;
 2. on a miss the same map reads the first path segment (a named capture) -> hash on it -> the
    *shape class* of that segment's dynamic rules -> one small anchored regex;
 3. rules whose first segment is dynamic (catch-alls such as ``/<username>``) -> 1, else 0.
@@ -137,7 +138,8 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
             else:
                 merged[path] = tuple(sorted(set(merged.get(path) or ()) | set(p.methods)))
     set_var = {m: f"{v}_m{i}" for i, m in enumerate(sorted(set(merged.values()), key=lambda m: m or ()))}
-    entries = [(quote(c), "0") for c in compiled.console_paths]
+    # the hash ignores case, the debugger does not: /Console is the app's (a /<slug> may route it)
+    entries = [(quote(c), f"{v}_con") for c in compiled.console_paths]
     entries += [(quote(path), set_var[methods]) for path, methods in merged.items()]
     # a miss reads the first segment into $..._s (a named capture) on the way: one map fewer
     seg_regex = quote("~^(?<" + v[1:] + "_s>/[^/]*)")
@@ -150,6 +152,10 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
         else:
             block("$request_method", var, [(m, f"{v}_case") for m in methods], f"{v}_dynf",
                   "methods of these static rules")
+    if compiled.console_paths:
+        console = "|".join(literal(c) for c in compiled.console_paths)
+        block("$uri", f"{v}_con", [(quote(f"~^(?:{console})\\z"), "0")], f"{v}_dynf",
+              "the debugger console, compared exactly as the debugger does; other cases go on as a miss")
     block("$uri $args", f"{v}_case", [(quote("~^[^A-Z]*" + _ARGS_TAIL), "1")], f"{v}_dynf",
           "the hash ignores case, Werkzeug does not: upper-case variants (and __debugger__) go on to the regexes")
     # 2. dynamic rules: a hash on the first path segment picks a *shape class*. Segments whose rules
