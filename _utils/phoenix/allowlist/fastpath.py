@@ -113,10 +113,15 @@ def _main_method(methods: set[str]) -> str:
 
 
 def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
-                     quote: Callable[[str], str], console: Callable[[Pattern], bool]) -> tuple[list[str], int, int]:
+                     quote: Callable[[str], str], console: Callable[[Pattern], bool],
+                     strict_paths: bool = True, intercept: bool = False) -> tuple[list[str], int, int]:
     """The nested locations (lines), with the number of regex locations and of prefixes.
 
     ``console(pattern)`` is true for patterns that could let a console path through: they stay with the maps.
+    With ``strict_paths`` a request is taken here only when its raw target is its ``$uri`` (no query, no
+    %-encoding, nothing NGINX normalised); any other asks the maps, which check the raw path.
+    With ``intercept`` every location first answers NGINX's own 500 in the request that error_page
+    makes after the app's 500 (``render.intercept_lines``): the copied handler would ask the app again.
     """
     v = f"$phoenix_{aid}"
     groups: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
@@ -129,6 +134,8 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         known = groups[head].get(p.regex, set())
         groups[head][p.regex] = None if p.methods is None or known is None else known | set(p.methods)
     gate = f"if ({v}_allow = 0) {{ return {int(status)}; }}"
+    if intercept:
+        gate = "if ($status = 500) { return 500; } " + gate
     lines: list[str] = []
     count = 0
     for head in sorted(groups):
@@ -137,7 +144,12 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
             anchored = "^(?:" + regex + r")\z"
             lines.append(f"    location ~ {quote(anchored)} {{")
             lines.append("        uninitialized_variable_warn off;")
-            lines.append(f"        if ($args) {{ set {v}_fast {v}_allow; }}")
+            if intercept:
+                lines.append("        if ($status = 500) { return 500; }")
+            if strict_paths:  # the same one if as $args: a query makes them differ too
+                lines.append(f"        if ($request_uri != $uri) {{ set {v}_fast {v}_allow; }}")
+            else:
+                lines.append(f"        if ($args) {{ set {v}_fast {v}_allow; }}")
             if methods is not None:
                 main = _main_method(methods)
                 lines.append(f"        if ($request_method != {main}) {{ set {v}_fast {v}_allow; }}")
