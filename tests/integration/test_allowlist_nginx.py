@@ -63,6 +63,7 @@ MATRIX = [
     ("GET", "/static/a/b/c/..%2f..%2f..%2f..%2fdemo_app.py", False), ("GET", "/item/5/../42", False),
     ("GET", "/item//42", False), ("GET", "/./login", False), ("GET", "/files/a%2Fb", False),
     ("GET", "/files/a/%2e%2E/b", False), ("GET", "/files/a/.", False), ("GET", "/login#/../x", False),
+    ("GET", "/files/a%2ejs", False),
     ("GET", "/item/%34%32", True), ("GET", "/files/.well-known/x", True), ("GET", "/files/a.../..b", True),
     ("GET", "/login?next=/a/../b//c%2F", True),
     # ordinary query strings still pass, spaces and unicode in the path too

@@ -11,7 +11,9 @@ a chain of maps, each one a hash lookup or a few regexes, evaluated lazily and o
 
 Every regex that allows also reads ``$args`` (after the last space of its subject: NGINX never lets
 a raw space into the query) and refuses Werkzeug's ``__debugger__`` argument in any encoding, so
-the debugger check costs no map of its own. Regexes never capture except the one that reads the
+the debugger check costs no map of its own. With strict paths (the default) they read the raw
+``$request_uri`` there instead, and also refuse a raw path that the app would route differently from
+``$uri`` (``%2F``, ``%2E``, dot segments, ``//``, ``#``): again no map of its own. Regexes never capture except the one that reads the
 first segment, and every regex is anchored. A hash hit on a static key is re-checked for upper-case
 letters, because NGINX map hashes ignore case while Werkzeug does not. The gate is
 ``if ($phoenix_<app>_allow = 0) { return 404; }``.
@@ -39,13 +41,16 @@ _DEBUGGER_KEY = "".join(
 )
 #: appended to every allowing regex over "... $uri $args": the query, without __debugger__
 _ARGS_TAIL = r" (?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*\z"
-#: the subject of every regex map that decides on method, path and query
+#: strict paths: the raw path part of ``$request_uri`` (the target the app gets) must route as the
+#: ``$uri`` NGINX decided on, which NGINX decoded (``%XX``), resolved (``.``/``..``) and merged (``//``).
+#: So it may hold no encoded slash or dot (``%2F``, ``%2E``), no dot segment, no ``//`` and no ``#``;
+#: its query is then the same as ``$args``, without __debugger__. Safe characters are taken in
+#: possessive runs, so a clean path costs a few instructions per segment, not per character.
+_CLEAN_PATH = r"(?:[^/%#? ]++|/(?!/|\.\.?(?:/|\?|\z))|%(?!2[eEfF]))*+"
+_RAW_TAIL = r" " + _CLEAN_PATH + r"(?:\?(?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*)?\z"
+#: the subject of every regex map that decides on method, path and query (and, strict, the raw path)
 _SUBJECT = "$request_method $uri $args"
-#: strict paths: on ``$request_uri`` (the raw target, which the app gets), what makes the app see another
-#: path than the ``$uri`` NGINX decided on: an encoded slash, a fragment, a double slash, a dot
-#: segment (``.``/``..``, in any encoding) in the path part. NGINX decodes, merges and resolves
-#: those into ``$uri``; the app decodes only.
-STRICT_REFUSES = r"~^[^?]*?(?:%2[fF]|#|//|/(?:\.|%2[eE]){1,2}(?:/|\?|\z))"
+_STRICT_SUBJECT = "$request_method $uri $request_uri"
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ def _methods_regex(methods: tuple[str, ...] | None) -> str:
     return "(?:" + "|".join(re.escape(m) for m in methods) + ")"
 
 
-def _alternations(patterns: list[Pattern]) -> list[str]:
+def _alternations(patterns: list[Pattern], tail: str = _ARGS_TAIL) -> list[str]:
     """Fold a node's regex patterns into as few anchored regexes as fit in one NGINX token."""
     by_methods: dict[tuple[str, ...] | None, list[Pattern]] = defaultdict(list)
     for p in patterns:
@@ -87,17 +92,17 @@ def _alternations(patterns: list[Pattern]) -> list[str]:
     for methods, group in by_methods.items():
         head = "^" + _methods_regex(methods) + " (?:"
         chunk: list[str] = []
-        base = len(head) + len(_ARGS_TAIL) + len("~)")
+        base = len(head) + len(tail) + len("~)")
         size = base
         for p in group:
             assert p.regex is not None
             if chunk and size + len(p.regex) + 1 > MAX_TOKEN:
-                out.append("~" + head + "|".join(chunk) + ")" + _ARGS_TAIL)
+                out.append("~" + head + "|".join(chunk) + ")" + tail)
                 chunk, size = [], base
             chunk.append(p.regex)
             size += len(p.regex) + 1
         if chunk:
-            out.append("~" + head + "|".join(chunk) + ")" + _ARGS_TAIL)
+            out.append("~" + head + "|".join(chunk) + ")" + tail)
     return out
 
 
@@ -115,14 +120,15 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     """Render the maps file and the gate for the app called ``name`` (with the fast path if given).
 
     ``strict_paths`` refuses requests whose raw path the app would route differently from the
-    normalised ``$uri`` NGINX decided on (see :data:`STRICT_REFUSES`). ``intercept_errors`` names the
+    normalised ``$uri`` NGINX decided on (see ``_RAW_TAIL``). ``intercept_errors`` names the
     ``*_pass`` directives of the app's locations whose 500 answers NGINX replaces with its own error
     page (see :func:`intercept_lines`); empty: the app's 500s pass through.
     """
     aid = app_id(name)
     v = f"$phoenix_{aid}"
     allow = f"{v}_allow"
-    yes = f"{v}_raw" if strict_paths else "1"  # what every allowing entry answers
+    # strict paths read the raw target instead of $args, in the same regexes: no map of their own
+    tail, subject, query = (_RAW_TAIL, _STRICT_SUBJECT, "$request_uri") if strict_paths else (_ARGS_TAIL, _SUBJECT, "$args")
     lines: list[str] = [
         f"# Phoenix allowlist for {name} (generated by nginx_whitelist; edits are overwritten).",
         *(f"# {line}" for line in header.splitlines()),
@@ -169,7 +175,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
         console = "|".join(literal(c) for c in compiled.console_paths)
         block("$uri", f"{v}_con", [(quote(f"~^(?:{console})\\z"), "0")], f"{v}_dynf",
               "the debugger console, compared exactly as the debugger does; other cases go on as a miss")
-    block("$uri $args", f"{v}_case", [(quote("~^[^A-Z]*" + _ARGS_TAIL), yes)], f"{v}_dynf",
+    block(f"$uri {query}", f"{v}_case", [(quote("~^[^A-Z]*" + tail), "1")], f"{v}_dynf",
           "the hash ignores case, Werkzeug does not: upper-case variants (and __debugger__) go on to the regexes")
     # 2. dynamic rules: a hash on the first path segment picks a *shape class*. Segments whose rules
     # have the same remainders (e.g. /users/<int:id> and /posts/<int:id>) share one map and one small
@@ -204,21 +210,17 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     for key, var in class_var.items():
         pats = [Pattern(rule="", methods=m or None, regex=body) for m, body in key[1]]
         members = [p for seg in classes[key] for p in groups[seg]]
-        entries = [(quote(r), yes) for r in _alternations(pats)]
+        entries = [(quote(r), "1") for r in _alternations(pats, tail)]
         if _matches_console(members, compiled):
             entries.insert(0, (quote(_console_regex(compiled)), "0"))
-        block(_SUBJECT, var, entries, f"{v}_any",
+        block(subject, var, entries, f"{v}_any",
               "segments " + ", ".join(f"/{seg}" for seg in sorted(classes[key]))[:160])
     # 3. rules whose first segment is dynamic
-    entries = [(quote(r), yes) for r in _alternations(rest)]
+    entries = [(quote(r), "1") for r in _alternations(rest, tail)]
     if _matches_console(rest, compiled):
         entries.insert(0, (quote(_console_regex(compiled)), "0"))
-    block(_SUBJECT, f"{v}_any", entries, "0",
+    block(subject, f"{v}_any", entries, "0",
           f"{len(rest)} rules whose first segment is dynamic; everything else is refused")
-    if strict_paths:
-        block("$request_uri", yes, [(quote(STRICT_REFUSES), "0")], "1",
-              "strict paths: the raw path must route as the normalised $uri does (no encoded slash, "
-              "dot segment, double slash or fragment)")
     gate = [
         f"# Phoenix allowlist gate for {name} (generated by nginx_whitelist; edits are overwritten).",
         "# Include inside every location that passes requests to the app.",
