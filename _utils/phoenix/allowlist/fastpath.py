@@ -12,7 +12,7 @@ The fast path only ever *accepts*; it never refuses anything the gate would let 
     location ^~ "/users/" {                          # nested in the app's location, by the gate file
         location ~ "^(?:/users/(?:[0-9]+))\\z" {      # one rule
             uninitialized_variable_warn off;
-            if ($args) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
+            if ($request_uri != $uri) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
             if ($request_method != GET) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
             if ($phoenix_<app>_fast = 0) { return 404; }
             proxy_pass http://app;                   # the app location's own handler, copied
@@ -27,8 +27,9 @@ the request's Host) when a prefix location ending in ``/`` holds a ``*_pass``; t
 first, so ``/users`` gets the gate's answer like every other path.
 
 A request is accepted without the maps only when its path matches a rule's regex, its method is that
-rule's main method (GET when it has GET) and it has no query string, so it cannot carry Werkzeug's
-``__debugger__``. Any other request (a query, HEAD, another method, another path under the prefix)
+rule's main method (GET when it has GET) and its raw target is its ``$uri``: no query string, so it
+cannot carry Werkzeug's ``__debugger__``, and nothing NGINX decoded or normalised (strict paths; with
+them off the test is ``if ($args)``). Any other request (a query, HEAD, another method, another path under the prefix)
 asks the full map chain, so the decision is the gate's in every case.
 
 NGINX inherits every directive of the app's location into nested locations except its content

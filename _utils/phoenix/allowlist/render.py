@@ -44,9 +44,9 @@ _ARGS_TAIL = r" (?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*\z"
 #: strict paths: the raw path part of ``$request_uri`` (the target the app gets) must route as the
 #: ``$uri`` NGINX decided on, which NGINX decoded (``%XX``), resolved (``.``/``..``) and merged (``//``).
 #: So it may hold no encoded slash or dot (``%2F``, ``%2E``), no dot segment, no ``//`` and no ``#``;
-#: its query is then the same as ``$args``, without __debugger__. Safe characters are taken in
-#: possessive runs, so a clean path costs a few instructions per segment, not per character.
-_CLEAN_PATH = r"(?:[^/%#? ]++|/(?!/|\.\.?(?:/|\?|\z))|%(?!2[eEfF]))*+"
+#: its query is then the same as ``$args``, without __debugger__. One possessive iteration per "/" or
+#: "%" and a possessive run of the characters between, so a clean path costs little per segment.
+_CLEAN_PATH = r"(?:(?:/(?!/|\.\.?(?:/|\?|\z))|%(?!2[eEfF]))[^/%#? ]*+)*+"
 _RAW_TAIL = r" " + _CLEAN_PATH + r"(?:\?(?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*)?\z"
 #: the subject of every regex map that decides on method, path and query (and, strict, the raw path)
 _SUBJECT = "$request_method $uri $args"
