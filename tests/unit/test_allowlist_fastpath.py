@@ -91,7 +91,7 @@ def test_rendered_fast_path():
     assert "return 403;" in gate and "return 404" not in gate
     # a regex location, a fallback and an exact location for the prefix without its slash, per prefix
     assert gate.count("uwsgi_pass 127.0.0.1:9;") == 3 * 3
-    assert 'location = "/users" { if ($phoenix_x_11f6ad_allow = 0) { return 403; } uwsgi_pass 127.0.0.1:9; }' in gate
+    assert 'location = "/users" { if ($phoenix_x_allow = 0) { return 403; } uwsgi_pass 127.0.0.1:9; }' in gate
     assert "/<username>" not in gate and '"/static' not in gate  # dynamic first segment, static rule: maps
     assert rendered.fast.startswith("fast path: 3 rules in 3 ^~ prefix locations")
 
