@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -9,12 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.flaskapp import FlaskApp
-from devtools.nginx import Nginx, free_port
-from phoenix.allowlist import manage
-from phoenix.allowlist.fastpath import FastPath
-from phoenix.allowlist.render import render
-from tests.support.routing import METHODS, build, compiled_for, paths, rule_sets, werkzeug_allows
 from devtools.site import make_site, request
+from phoenix.allowlist import manage
+from phoenix.allowlist.render import render
+from tests.support.decide import Decider
+from tests.support.routing import METHODS, build, compiled_for, paths, prefix_probes, rule_sets, werkzeug_allows
 
 pytestmark = pytest.mark.nginx
 
@@ -49,6 +49,8 @@ MATRIX = [
     ("GET", "//console", False), ("GET", "///console", False), ("GET", "/login/../console", False),
     ("GET", "/./console", False), ("GET", "/%2Fconsole", False), ("GET", "/bob/../console", False),
     ("GET", "/login;x/../console", False), ("HEAD", "/console", False),
+    # the debugger compares its path exactly: other cases are the app's /<username>
+    ("GET", "/Console", True), ("GET", "/CONSOLE", True), ("GET", "/consolE?x=1", True),
     # every __debugger__ request, whatever the route and encoding
     ("GET", "/?__debugger__=yes&cmd=resource&f=style.css", False),
     ("GET", "/bob?__debugger__=yes&cmd=resource&f=debugger.js", False),
@@ -58,6 +60,13 @@ MATRIX = [
     ("GET", "/console?__debugger__=yes&cmd=resource&f=console.png", False),
     ("GET", "/item/5?q=a%20b&__debugger__=yes", False), ("GET", "/about/?__DEBUGGER__=yes", False),
     ("GET", "/files/a%20b/c?x=1+2&__debugger__=yes", False),
+    # strict paths (the default): the raw path the app gets must route as the $uri NGINX checked
+    ("GET", "/static/a/b/c/..%2f..%2f..%2f..%2fdemo_app.py", False), ("GET", "/item/5/../42", False),
+    ("GET", "/item//42", False), ("GET", "/./login", False), ("GET", "/files/a%2Fb", False),
+    ("GET", "/files/a/%2e%2E/b", False), ("GET", "/files/a/.", False), ("GET", "/login#/../x", False),
+    ("GET", "/files/a%2ejs", False),
+    ("GET", "/item/%34%32", True), ("GET", "/files/.well-known/x", True), ("GET", "/files/a.../..b", True),
+    ("GET", "/login?next=/a/../b//c%2F", True),
     # ordinary query strings still pass, spaces and unicode in the path too
     ("GET", "/item/5?q=a%20b&page=2", True), ("GET", "/files/a%20b/c?x=1+2", True), ("GET", "/login?next=/x", True),
 ]
@@ -108,6 +117,14 @@ def test_request_matrix(site, method, path, allowed):
         assert status == (405 if method == "TRACE" else 404)
 
 
+def test_the_console_check_is_exact_like_the_debuggers(site):
+    """/Console is a profile page (the app's /<username>), /console is the debugger's and refused."""
+    assert request(site.port, "GET", "/Console") == (200, True, b"profile Console")
+    assert request(site.port, "GET", "/cOnSoLe")[2] == b"profile cOnSoLe"
+    status, reached, _ = request(site.port, "GET", "/console")
+    assert (status, reached) == (404, False)
+
+
 def test_the_site_uses_the_fast_path(site):
     """The matrix above runs through the fast path: the site's one app location qualifies."""
     gate = site.gate.read_text()
@@ -149,39 +166,7 @@ def test_probe_catches_an_open_site(ungated, repo):
 # --- property: NGINX's decision equals Werkzeug's, through the real binary ----------------------
 @pytest.fixture(scope="module")
 def decision_nginx(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prop")
-    state = {"root": root, "port": free_port(), "fast_port": free_port(), "fast_hits": 0}
-    yield state
-
-
-def _nginx_decides(state, rendered, requests: list[tuple[str, str]]) -> dict[str, list[bool]]:
-    """NGINX's decisions for each request, by two servers: the gate alone and the gate with its fast path."""
-    root = state["root"]
-    (root / "maps.conf").write_text(rendered["gate"].maps)
-    (root / "gate.conf").write_text(rendered["gate"].gate)
-    (root / "fast.conf").write_text(rendered["fast"].gate)
-    ports = {"gate": state["port"], "fast": state["fast_port"]}
-    http = (f"include {root}/maps.conf;\n"
-            f"server {{ listen 127.0.0.1:{ports['gate']};\n"
-            f"  location / {{ include {root}/gate.conf; return 200 \"app\\n\"; }}\n}}\n"
-            f"server {{ listen 127.0.0.1:{ports['fast']};\n"
-            f"  location / {{ include {root}/fast.conf; return 200 \"app\\n\"; }}\n}}")
-    ngx = Nginx(root, http, master=False)
-    test = ngx.test()
-    assert test.returncode == 0, test.stderr
-    ngx.start(ports["gate"])
-    try:
-        out: dict[str, list[bool]] = {"gate": [], "fast": []}
-        for method, path in requests:
-            for kind, port in ports.items():
-                status, _, body = request(port, method, path)
-                assert status in (200, 404), (status, body)
-                out[kind].append(status == 200)
-                if kind == "fast" and body == b"fast\n":
-                    state["fast_hits"] += 1
-        return out
-    finally:
-        ngx.stop()
+    return Decider(tmp_path_factory.mktemp("prop"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -197,11 +182,11 @@ def test_nginx_decides_like_werkzeug(decision_nginx, rules, probes, method):
     from phoenix.allowlist.probe import sample_path
 
     probes = probes + [p for p in (sample_path(compiled, pat) for pat in compiled.patterns) if p]
-    rendered = {"gate": render(compiled, "prop"),
-                "fast": render(compiled, "prop", fast=FastPath(parent="/", handler='return 200 "fast\\n";'))}
+    probes += prefix_probes(rules)
+    rendered = {"gate": render(compiled, "prop"), "fast": render(compiled, "prop", fast=decision_nginx.fast())}
     assert rendered["fast"].maps == rendered["gate"].maps
     quoted = [urllib_quote(p) for p in probes]
-    decided = _nginx_decides(decision_nginx, rendered, [(method, q) for q in quoted])
+    decided = decision_nginx.decides(rendered, [(method, q) for q in quoted])
     for i, path in enumerate(probes):
         expected = werkzeug_allows(url_map, method, path)
         assert decided["gate"][i] == expected, ("gate", rules, method, path)
@@ -212,19 +197,98 @@ def test_the_fast_path_answers_and_falls_back(decision_nginx):
     """Fixed rules: the fast path's locations answer ("fast") under their prefix, the maps everywhere else."""
     url_map = build([("/users/<int:id>", ("GET",), True), ("/users/new", ("POST",), True), ("/<name>", None, True)])
     compiled = compiled_for(url_map)
-    rendered = {"gate": render(compiled, "fixed"),
-                "fast": render(compiled, "fixed", fast=FastPath(parent="/", handler='return 200 "fast\\n";'))}
+    rendered = {"gate": render(compiled, "fixed"), "fast": render(compiled, "fixed", fast=decision_nginx.fast())}
     requests = [("GET", "/users/5"), ("HEAD", "/users/5"), ("GET", "/users/5?page=2"), ("POST", "/users/5"),
                 ("GET", "/users/5?__debugger__=yes"), ("GET", "/users/x"), ("POST", "/users/new"),
                 ("GET", "/users/new"), ("GET", "/bob"), ("GET", "/bob?__debugger__=yes"), ("GET", "/console")]
-    before = decision_nginx["fast_hits"]
-    decided = _nginx_decides(decision_nginx, rendered, requests)
+    before = decision_nginx.fast_hits
+    decided = decision_nginx.decides(rendered, requests)
     expected = [werkzeug_allows(url_map, m, p.partition("?")[0]) and "__debugger__" not in p and p != "/console"
                 for m, p in requests]
     assert expected == [True, True, True, False, False, False, True, False, True, False, False]
     assert decided["gate"] == expected and decided["fast"] == expected
     # GET, HEAD and the query string under /users/ (HEAD has no body), and POST /users/new
-    assert decision_nginx["fast_hits"] - before == 3
+    assert decision_nginx.fast_hits - before == 3
+
+
+def test_a_route_equal_to_a_fast_prefix_is_not_redirected_by_nginx(decision_nginx):
+    """``/orders`` beside ``/orders/<int:oid>``, and ``/u`` routed by a catch-all: the app answers, not NGINX's 301.
+
+    A ``^~ "/orders/"`` prefix location holding a proxy_pass makes NGINX answer ``/orders`` itself with
+    ``301 Location: http://<the request's Host>/orders/``; the fast path's exact locations stop that.
+    """
+    url_map = build([("/orders", ("GET", "POST"), True), ("/orders/<int:oid>", ("GET",), True),
+                     ("/u/<name>", ("GET",), True), ("/<slug>", None, True)])
+    compiled = compiled_for(url_map)
+    rendered = {"gate": render(compiled, "redirect"), "fast": render(compiled, "redirect", fast=decision_nginx.fast())}
+    requests = [("GET", "/orders"), ("POST", "/orders"), ("GET", "/orders?page=2"), ("GET", "/u"),
+                ("HEAD", "/u"), ("GET", "/orders/7"), ("PUT", "/orders"), ("GET", "/orders?__debugger__=yes"),
+                ("GET", "/orders/x")]
+    expected = [werkzeug_allows(url_map, m, p.partition("?")[0]) and "__debugger__" not in p for m, p in requests]
+    assert expected == [True] * 7 + [False, False]  # PUT /orders: the catch-all takes it
+    assert decision_nginx.decides(rendered, requests) == {"gate": expected, "fast": expected}
+    assert 'location = "/orders" {' in rendered["fast"].gate and 'location = "/u" {' in rendered["fast"].gate
+
+
+STRICT = [("GET", "/users/5"), ("GET", "/users/%35"), ("GET", "/users/7/../5"), ("GET", "/users//5"),
+          ("GET", "/users/./5"), ("GET", "/x/..%2fusers/5"), ("GET", "/users/%2e/5"), ("GET", "/bob"),
+          ("GET", "/a/../bob"), ("GET", "/bob%2F"), ("GET", "/users/5?x=/../..//%2F"), ("GET", "/users/5#/../x")]
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_strict_paths_refuse_what_the_app_would_route_differently(decision_nginx, strict):
+    """NGINX decides on $uri (decoded, dot segments resolved, // merged); the app gets the raw target.
+
+    Strict (the default) refuses unless both route alike; without it NGINX lets the raw path through
+    because its normalised form is allowed, and the app then sees /users/7/../5, /x/../users/5 ...
+    """
+    url_map = build([("/users/<int:id>", ("GET",), True), ("/<name>", ("GET",), True)])
+    compiled = compiled_for(url_map)
+    rendered = {"gate": render(compiled, "strict", strict_paths=strict),
+                "fast": render(compiled, "strict", fast=decision_nginx.fast(), strict_paths=strict)}
+    decided = decision_nginx.decides(rendered, STRICT)
+    clean = [True, True, False, False, False, False, False, True, False, False, True, False]
+    normalised = [True] * 10 + [True, True]  # each one's $uri is /users/5, /bob or /bob/: all allowed...
+    normalised[9] = False  # ... except /bob%2F, whose $uri /bob/ is not a route
+    expected = clean if strict else normalised
+    assert decided == {"gate": expected, "fast": expected}
+
+
+RAW_PIECES = ["a", "b", "1", "12", ".", "..", "", "%2e", "%2E.", "%2f", "%2F", "%61", "x%20y", "é", ".a", "a.."]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rules=rule_sets(), raw=st.lists(st.lists(st.sampled_from(RAW_PIECES), min_size=1, max_size=4), min_size=4,
+                                       max_size=10), method=st.sampled_from(("GET", "POST")))
+def test_strict_paths_never_let_the_app_see_another_path(decision_nginx, rules, raw, method):
+    """Whatever the raw target, a request NGINX allows (strict) is one the app routes, by its raw path.
+
+    Raw paths are made of dot segments, empty segments, encoded dots and slashes. When the raw path
+    decodes to itself without any of those, NGINX's answer is exactly Werkzeug's.
+    """
+    import urllib.parse
+
+    url_map = build(rules)
+    compiled = compiled_for(url_map)
+    rendered = {"gate": render(compiled, "raw"), "fast": render(compiled, "raw", fast=decision_nginx.fast())}
+    from phoenix.allowlist.probe import sample_path
+
+    targets = ["/" + "/".join(urllib.parse.quote(p, safe="%.") for p in pieces) for pieces in raw]
+    # an allowed path reached through what NGINX normalises: the app would see something else
+    for sample in filter(None, (sample_path(compiled, pat) for pat in compiled.patterns)):
+        q = urllib.parse.quote(sample, safe="/")
+        targets += ["/zz/.." + q, "/./" + q[1:], "/" + q, "/zz/%2e%2E" + q, "/zz%2F.." + q, q + "/.", q + "/zz/.."]
+    answers = decision_nginx.answers(rendered, [(method, t) for t in targets])
+    for kind, got in answers.items():
+        for target, (status, body) in zip(targets, got):
+            assert status in (200, 400, 404), (kind, target, status, body)
+            seen = urllib.parse.unquote(target)  # what the WSGI server hands to Werkzeug
+            if status == 200:
+                assert werkzeug_allows(url_map, method, seen), (kind, rules, method, target)
+            segments = seen.split("/")[1:]
+            plain = not re.search(r"%2[ef]", target.lower()) and all(s not in (".", "..") for s in segments) and "//" not in seen
+            if plain:
+                assert (status == 200) == werkzeug_allows(url_map, method, seen), (kind, rules, method, target)
 
 
 def urllib_quote(path: str) -> str:

@@ -84,9 +84,14 @@ def test_rendered_fast_path():
     assert gate.count("if ($request_method != GET)") == 1 and gate.count("if ($request_method != POST)") == 1
     assert "DELETE" not in gate  # DELETE /users/1 asks the maps
     assert gate.count("if ($request_method") == 2  # /any/<int:id> takes every method
-    assert gate.count("if ($args)") == 3
+    # strict paths (the default): a query, %-encoding or anything NGINX normalised asks the maps
+    assert gate.count("if ($request_uri != $uri)") == 3 and "if ($args)" not in gate
+    loose = render(compiled_for(url_map), "x", status=403, fast=fast, strict_paths=False).gate
+    assert loose.count("if ($args)") == 3 and "$request_uri" not in loose
     assert "return 403;" in gate and "return 404" not in gate
-    assert gate.count("uwsgi_pass 127.0.0.1:9;") == 3 * 2  # a regex location and a fallback per prefix
+    # a regex location, a fallback and an exact location for the prefix without its slash, per prefix
+    assert gate.count("uwsgi_pass 127.0.0.1:9;") == 3 * 3
+    assert 'location = "/users" { if ($phoenix_x_allow = 0) { return 403; } uwsgi_pass 127.0.0.1:9; }' in gate
     assert "/<username>" not in gate and '"/static' not in gate  # dynamic first segment, static rule: maps
     assert rendered.fast.startswith("fast path: 3 rules in 3 ^~ prefix locations")
 

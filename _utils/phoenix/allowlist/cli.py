@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="after writing, run nginx -t on the live config and, if it passes, nginx -s reload")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ap.add_argument("--no-fast-path", action="store_true", help="leave every decision to the maps (no nested locations)")
+    ap.add_argument("--no-strict-paths", action="store_true",
+                    help="also allow raw paths NGINX normalises (%%2F, dot segments, //) when the result is allowed")
+    ap.add_argument("--intercept-errors", action="store_true",
+                    help="NGINX answers the app's 500s with its own error page (hides debugger tracebacks)")
     ap.add_argument("--probe", action="store_true", help="check the live NGINX at NAME (a URL)")
     return ap
 
@@ -78,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         args.name, test=args.test, strict=True, nginx=args.nginx, prefix=args.prefix, app=args.app, config=args.config,
         gate=args.gate, python=args.python, cwd=args.cwd, timeout=args.timeout, factory=args.factory,
         upstream=args.upstream, status=args.status, console_path=args.console_path,
-        fast_path=not args.no_fast_path)
+        fast_path=not args.no_fast_path, strict_paths=not args.no_strict_paths,
+        intercept_errors=args.intercept_errors)
     changed = bool(ret["result"]) and bool(ret["changes"].get("files"))
     reload: dict[str, Any] | None = None
     code = PENDING if ret["result"] is None else OK if ret["result"] else FAILED

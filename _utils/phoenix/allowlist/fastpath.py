@@ -12,7 +12,7 @@ The fast path only ever *accepts*; it never refuses anything the gate would let 
     location ^~ "/users/" {                          # nested in the app's location, by the gate file
         location ~ "^(?:/users/(?:[0-9]+))\\z" {      # one rule
             uninitialized_variable_warn off;
-            if ($args) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
+            if ($request_uri != $uri) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
             if ($request_method != GET) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
             if ($phoenix_<app>_fast = 0) { return 404; }
             proxy_pass http://app;                   # the app location's own handler, copied
@@ -20,10 +20,16 @@ The fast path only ever *accepts*; it never refuses anything the gate would let 
         if ($phoenix_<app>_allow = 0) { return 404; }   # everything else under /users/: the gate
         proxy_pass http://app;
     }
+    location = "/users" { if ($phoenix_<app>_allow = 0) { return 404; } proxy_pass http://app; }
+
+The exact location is there because NGINX itself answers ``/users`` with ``301 Location: /users/`` (and
+the request's Host) when a prefix location ending in ``/`` holds a ``*_pass``; the exact one is found
+first, so ``/users`` gets the gate's answer like every other path.
 
 A request is accepted without the maps only when its path matches a rule's regex, its method is that
-rule's main method (GET when it has GET) and it has no query string, so it cannot carry Werkzeug's
-``__debugger__``. Any other request (a query, HEAD, another method, another path under the prefix)
+rule's main method (GET when it has GET) and its raw target is its ``$uri``: no query string, so it
+cannot carry Werkzeug's ``__debugger__``, and nothing NGINX decoded or normalised (strict paths; with
+them off the test is ``if ($args)``). Any other request (a query, HEAD, another method, another path under the prefix)
 asks the full map chain, so the decision is the gate's in every case.
 
 NGINX inherits every directive of the app's location into nested locations except its content
@@ -108,32 +114,43 @@ def _main_method(methods: set[str]) -> str:
 
 
 def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
-                     quote: Callable[[str], str], console: Callable[[Pattern], bool]) -> tuple[list[str], int, int]:
+                     quote: Callable[[str], str], console: Callable[[Pattern], bool],
+                     strict_paths: bool = True, intercept: bool = False) -> tuple[list[str], int, int]:
     """The nested locations (lines), with the number of regex locations and of prefixes.
 
     ``console(pattern)`` is true for patterns that could let a console path through: they stay with the maps.
+    With ``strict_paths`` a request is taken here only when its raw target is its ``$uri`` (no query, no
+    %-encoding, nothing NGINX normalised); any other asks the maps, which check the raw path.
+    With ``intercept`` every location first answers NGINX's own 500 in the request that error_page
+    makes after the app's 500 (``render.intercept_lines``): the copied handler would ask the app again.
     """
     v = f"$phoenix_{aid}"
-    groups: dict[str, dict[tuple[str, bool], set[str] | None]] = defaultdict(dict)
+    groups: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
     for p in compiled.patterns:
         if p.regex is None or not p.prefix or len(p.regex) > MAX_TOKEN:
             continue
         head = "/" + "/".join(p.prefix) + "/"
         if not head.startswith(fast.parent) or head == fast.parent or console(p):
             continue
-        key = (p.regex, p.utf)
-        known = groups[head].get(key, set())
-        groups[head][key] = None if p.methods is None or known is None else known | set(p.methods)
+        known = groups[head].get(p.regex, set())
+        groups[head][p.regex] = None if p.methods is None or known is None else known | set(p.methods)
     gate = f"if ({v}_allow = 0) {{ return {int(status)}; }}"
+    if intercept:
+        gate = "if ($status = 500) { return 500; } " + gate
     lines: list[str] = []
     count = 0
     for head in sorted(groups):
         lines.append(f"location ^~ {quote(head)} {{")
-        for (regex, utf), methods in groups[head].items():
-            anchored = ("(*UTF)" if utf else "") + "^(?:" + regex + r")\z"
+        for regex, methods in groups[head].items():
+            anchored = "^(?:" + regex + r")\z"
             lines.append(f"    location ~ {quote(anchored)} {{")
             lines.append("        uninitialized_variable_warn off;")
-            lines.append(f"        if ($args) {{ set {v}_fast {v}_allow; }}")
+            if intercept:
+                lines.append("        if ($status = 500) { return 500; }")
+            if strict_paths:  # the same one if as $args: a query makes them differ too
+                lines.append(f"        if ($request_uri != $uri) {{ set {v}_fast {v}_allow; }}")
+            else:
+                lines.append(f"        if ($args) {{ set {v}_fast {v}_allow; }}")
             if methods is not None:
                 main = _main_method(methods)
                 lines.append(f"        if ($request_method != {main}) {{ set {v}_fast {v}_allow; }}")
@@ -144,6 +161,9 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         lines.append(f"    {gate}")
         lines.append(f"    {fast.handler}")
         lines.append("}")
+        # NGINX answers the prefix without its slash (/users) with its own 301 to /users/ when a
+        # prefix location ending in "/" holds a *_pass; an exact location is found first and stops that
+        lines.append(f"location = {quote(head[:-1])} {{ {gate} {fast.handler} }}")
     return lines, count, len(groups)
 
 

@@ -3,14 +3,17 @@
 The *gate* design (DESIGN.md section 1): no location of the user's config changes. The decision is
 a chain of maps, each one a hash lookup or a few regexes, evaluated lazily and only as far as needed:
 
-1. ``$uri`` hash: the debugger console path -> 0; a static rule -> its method set -> case check;
+1. ``$uri`` hash: the debugger console path -> 0 (re-checked with its exact case, as the debugger
+   compares it); a static rule -> its method set -> case check;
 2. on a miss the same map reads the first path segment (a named capture) -> hash on it -> the
    *shape class* of that segment's dynamic rules -> one small anchored regex;
 3. rules whose first segment is dynamic (catch-alls such as ``/<username>``) -> 1, else 0.
 
 Every regex that allows also reads ``$args`` (after the last space of its subject: NGINX never lets
 a raw space into the query) and refuses Werkzeug's ``__debugger__`` argument in any encoding, so
-the debugger check costs no map of its own. Regexes never capture except the one that reads the
+the debugger check costs no map of its own. With strict paths (the default) they read the raw
+``$request_uri`` there instead, and also refuse a raw path that the app would route differently from
+``$uri`` (``%2F``, ``%2E``, dot segments, ``//``, ``#``): again no map of its own. Regexes never capture except the one that reads the
 first segment, and every regex is anchored. A hash hit on a static key is re-checked for upper-case
 letters, because NGINX map hashes ignore case while Werkzeug does not. The gate is
 ``if ($phoenix_<app>_allow = 0) { return 404; }``.
@@ -27,6 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from .fastpath import FastPath, render_locations
+from .dialect import literal
 from .rules import Compiled, Pattern, _ascii_lower
 
 #: NGINX rejects a config token longer than 4094 bytes ("too long parameter")
@@ -37,8 +41,16 @@ _DEBUGGER_KEY = "".join(
 )
 #: appended to every allowing regex over "... $uri $args": the query, without __debugger__
 _ARGS_TAIL = r" (?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*\z"
-#: the subject of every regex map that decides on method, path and query
+#: strict paths: the raw path part of ``$request_uri`` (the target the app gets) must route as the
+#: ``$uri`` NGINX decided on, which NGINX decoded (``%XX``), resolved (``.``/``..``) and merged (``//``).
+#: So it may hold no encoded slash or dot (``%2F``, ``%2E``), no dot segment, no ``//`` and no ``#``;
+#: its query is then the same as ``$args``, without __debugger__. One possessive iteration per "/" or
+#: "%" and a possessive run of the characters between, so a clean path costs little per segment.
+_CLEAN_PATH = r"(?:(?:/(?!/|\.\.?(?:/|\?|\z))|%(?!2[eEfF]))[^/%#? ]*+)*+"
+_RAW_TAIL = r" " + _CLEAN_PATH + r"(?:\?(?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*)?\z"
+#: the subject of every regex map that decides on method, path and query (and, strict, the raw path)
 _SUBJECT = "$request_method $uri $args"
+_STRICT_SUBJECT = "$request_method $uri $request_uri"
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,7 @@ def _methods_regex(methods: tuple[str, ...] | None) -> str:
     return "(?:" + "|".join(re.escape(m) for m in methods) + ")"
 
 
-def _alternations(patterns: list[Pattern]) -> list[str]:
+def _alternations(patterns: list[Pattern], tail: str = _ARGS_TAIL) -> list[str]:
     """Fold a node's regex patterns into as few anchored regexes as fit in one NGINX token."""
     by_methods: dict[tuple[str, ...] | None, list[Pattern]] = defaultdict(list)
     for p in patterns:
@@ -87,19 +99,17 @@ def _alternations(patterns: list[Pattern]) -> list[str]:
     for methods, group in by_methods.items():
         head = "^" + _methods_regex(methods) + " (?:"
         chunk: list[str] = []
-        utf = False
-        base = len(head) + len(_ARGS_TAIL) + len("~(*UTF))")
+        base = len(head) + len(tail) + len("~)")
         size = base
         for p in group:
             assert p.regex is not None
             if chunk and size + len(p.regex) + 1 > MAX_TOKEN:
-                out.append("~" + ("(*UTF)" if utf else "") + head + "|".join(chunk) + ")" + _ARGS_TAIL)
-                chunk, size, utf = [], base, False
+                out.append("~" + head + "|".join(chunk) + ")" + tail)
+                chunk, size = [], base
             chunk.append(p.regex)
             size += len(p.regex) + 1
-            utf = utf or p.utf
         if chunk:
-            out.append("~" + ("(*UTF)" if utf else "") + head + "|".join(chunk) + ")" + _ARGS_TAIL)
+            out.append("~" + head + "|".join(chunk) + ")" + tail)
     return out
 
 
@@ -108,15 +118,24 @@ def _matches_console(patterns: list[Pattern], compiled: Compiled) -> bool:
     probes = [c for path in compiled.console_paths for c in (path, "/" + path, "//" + path)]
     heads = {_ascii_lower(c.lstrip("/").split("/")[0]) for c in probes}
     candidates = [p for p in patterns if not p.prefix or _ascii_lower(p.prefix[0]) in heads]
-    return any(compiled.python_regex(p).match(c) for p in candidates for c in probes)
+    return any(compiled.matches(p, c) for p in candidates for c in probes)
 
 
 def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
-           fast: FastPath | None = None) -> Rendered:
-    """Render the maps file and the gate for the app called ``name`` (with the fast path if given)."""
+           fast: FastPath | None = None, strict_paths: bool = True,
+           intercept_errors: tuple[str, ...] = ()) -> Rendered:
+    """Render the maps file and the gate for the app called ``name`` (with the fast path if given).
+
+    ``strict_paths`` refuses requests whose raw path the app would route differently from the
+    normalised ``$uri`` NGINX decided on (see ``_RAW_TAIL``). ``intercept_errors`` names the
+    ``*_pass`` directives of the app's locations whose 500 answers NGINX replaces with its own error
+    page (see :func:`intercept_lines`); empty: the app's 500s pass through.
+    """
     aid = app_id(name)
     v = f"$phoenix_{aid}"
     allow = f"{v}_allow"
+    # strict paths read the raw target instead of $args, in the same regexes: no map of their own
+    tail, subject, query = (_RAW_TAIL, _STRICT_SUBJECT, "$request_uri") if strict_paths else (_ARGS_TAIL, _SUBJECT, "$args")
     lines: list[str] = [
         f"# Phoenix allowlist for {name} (generated by nginx_whitelist; edits are overwritten).",
         *(f"# {line}" for line in header.splitlines()),
@@ -145,7 +164,8 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
             else:
                 merged[path] = tuple(sorted(set(merged.get(path) or ()) | set(p.methods)))
     set_var = {m: f"{v}_m{i}" for i, m in enumerate(sorted(set(merged.values()), key=lambda m: m or ()))}
-    entries = [(quote(c), "0") for c in compiled.console_paths]
+    # the hash ignores case, the debugger does not: /Console is the app's (a /<slug> may route it)
+    entries = [(quote(c), f"{v}_console") for c in compiled.console_paths]
     entries += [(quote(path), set_var[methods]) for path, methods in merged.items()]
     # a miss reads the first segment into $..._s (a named capture) on the way: one map fewer
     seg_regex = quote("~^(?<" + v[1:] + "_s>/[^/]*)")
@@ -158,7 +178,11 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
         else:
             block("$request_method", var, [(m, f"{v}_case") for m in methods], f"{v}_dynf",
                   "methods of these static rules")
-    block("$uri $args", f"{v}_case", [(quote("~^[^A-Z]*" + _ARGS_TAIL), "1")], f"{v}_dynf",
+    if compiled.console_paths:
+        console = "|".join(literal(c) for c in compiled.console_paths)
+        block("$uri", f"{v}_console", [(quote(f"~^(?:{console})\\z"), "0")], f"{v}_dynf",
+              "the debugger console, compared exactly as the debugger does; other cases go on as a miss")
+    block(f"$uri {query}", f"{v}_case", [(quote("~^[^A-Z]*" + tail), "1")], f"{v}_dynf",
           "the hash ignores case, Werkzeug does not: upper-case variants (and __debugger__) go on to the regexes")
     # 2. dynamic rules: a hash on the first path segment picks a *shape class*. Segments whose rules
     # have the same remainders (e.g. /users/<int:id> and /posts/<int:id>) share one map and one small
@@ -168,7 +192,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     groups: dict[str, list[Pattern]] = defaultdict(list)
     rest: list[Pattern] = []
     for p in dynamic:
-        head = re.escape("/" + p.prefix[0]) if p.prefix else None
+        head = literal("/" + p.prefix[0]) if p.prefix else None
         if head and p.regex.startswith(head):
             groups[_ascii_lower(p.prefix[0])].append(p)  # the hash key: NGINX ignores ASCII case
         else:
@@ -177,11 +201,11 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     for key, pats in groups.items():
         if all(p.prefix[0] == key for p in pats):
             # lower-case segment: the hash matched it up to case, [^/A-Z]* re-checks the case
-            shape = tuple(sorted({(p.methods or (), "/[^/A-Z]*" + p.regex[len(re.escape("/" + key)):], p.utf)
+            shape = tuple(sorted({(p.methods or (), "/[^/A-Z]*" + p.regex[len(literal("/" + key)):])
                                   for p in pats}))
             classes[(None, shape)].append(key)
         else:  # upper-case letters in the segment: a class of its own, segments spelled out
-            shape = tuple(sorted({(p.methods or (), p.regex, p.utf) for p in pats}))
+            shape = tuple(sorted({(p.methods or (), p.regex) for p in pats}))
             classes[(key, shape)].append(key)
     block("$uri", f"{v}_dynf", [(seg_regex, f"{v}_dyn")], f"{v}_any",
           "a static path with another method or case: read the first segment, then as below")
@@ -191,34 +215,55 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
           f"{len(dynamic) - len(rest)} dynamic rules under {len(groups)} first segments (hash) in "
           f"{len(classes)} shape classes")
     for key, var in class_var.items():
-        pats = [Pattern(rule="", methods=m or None, regex=body, utf=utf) for m, body, utf in key[1]]
+        pats = [Pattern(rule="", methods=m or None, regex=body) for m, body in key[1]]
         members = [p for seg in classes[key] for p in groups[seg]]
-        entries = [(quote(r), "1") for r in _alternations(pats)]
+        entries = [(quote(r), "1") for r in _alternations(pats, tail)]
         if _matches_console(members, compiled):
             entries.insert(0, (quote(_console_regex(compiled)), "0"))
-        block(_SUBJECT, var, entries, f"{v}_any",
+        block(subject, var, entries, f"{v}_any",
               "segments " + ", ".join(f"/{seg}" for seg in sorted(classes[key]))[:160])
     # 3. rules whose first segment is dynamic
-    entries = [(quote(r), "1") for r in _alternations(rest)]
+    entries = [(quote(r), "1") for r in _alternations(rest, tail)]
     if _matches_console(rest, compiled):
         entries.insert(0, (quote(_console_regex(compiled)), "0"))
-    block(_SUBJECT, f"{v}_any", entries, "0",
+    block(subject, f"{v}_any", entries, "0",
           f"{len(rest)} rules whose first segment is dynamic; everything else is refused")
     gate = [
         f"# Phoenix allowlist gate for {name} (generated by nginx_whitelist; edits are overwritten).",
         "# Include inside every location that passes requests to the app.",
+        *intercept_lines(intercept_errors),
         f"if ({allow} = 0) {{ return {int(status)}; }}",
     ]
     summary = ""
     if fast is not None:
         nested, count, prefixes = render_locations(compiled, fast, aid, status, quote,
-                                                   lambda p: _matches_console([p], compiled))
+                                                   lambda p: _matches_console([p], compiled), strict_paths,
+                                                   bool(intercept_errors))
         if count:
             summary = f"fast path: {count} rules in {prefixes} ^~ prefix locations inside location {fast.parent}"
             gate += ["", f"# {summary}; requests with a query string or another method ask the maps", *nested]
     return Rendered(maps="\n".join(lines), gate="\n".join(gate) + "\n", variable=allow, fast=summary)
 
 
+#: in the request NGINX's error_page makes after an intercepted 500: answer with NGINX's own page
+INTERCEPTED = "if ($status = 500) { return 500; }"
+
+
+def intercept_lines(directives: tuple[str, ...]) -> list[str]:
+    """The gate's lines that make NGINX answer the app's 500s with its own error page.
+
+    ``*_intercept_errors on`` hands an upstream's 500 to ``error_page``; ``error_page 500 $uri``
+    redirects internally to the same path, hence the same location, where ``$status`` is 500 (it is
+    000 before any answer) and the gate returns NGINX's own 500 before the maps or the app are asked.
+    NGINX does not apply error_page twice (``recursive_error_pages off``), so that 500 is NGINX's
+    built-in page. The debugger's traceback page, which carries its SECRET, never leaves NGINX.
+    """
+    if not directives:
+        return []
+    names = sorted({d.replace("_pass", "_intercept_errors") for d in directives})
+    return [*(f"{n} on;" for n in names), "error_page 500 $uri;", INTERCEPTED]
+
+
 def _console_regex(compiled: Compiled) -> str:
-    alts = "|".join(re.escape(p.lstrip("/")) for p in compiled.console_paths)
+    alts = "|".join(literal(p.lstrip("/")) for p in compiled.console_paths)
     return rf"~^[^ ]+ /+(?:{alts}) [^ ]*\z"
