@@ -16,10 +16,15 @@ of whoever wrote it, and the test that used it failed everywhere else. The rule,
   - ``/dev/null`` and the other ``/dev/std*``/``/dev/fd/``/``/dev/urandom`` nodes, ``/proc/``, ``/sys/``:
     kernel interfaces;
   - ``/srv/``: the FHS directory for site data, used only as the example location of the user's app
-    (``/srv/myapp``) in documentation, docstrings and pillar.example; no test or script may read it.
-* Everything else fails: home directories, ``/root``, ``/opt``, ``/usr/local``, ``/tmp`` (temporary files
-  come from ``tempfile``/pytest's ``tmp_path``, never a fixed name shared between runs), ``/var`` and
-  any machine-specific root. The checkout itself is never named absolutely (its location varies).
+    (``/srv/myapp``) in documentation, docstrings and pillar.example; no test or script may read it;
+  - what Phoenix's SLS *manage on a production host* (they configure that host, they do not depend on
+    the machine they were written on): ``/etc/`` (system configuration: systemd units, salt, the
+    instance's boot scripts), ``/var/log/``, ``/var/lib/``, ``/run/``, ``/usr/local/lib/<app>`` (the FHS
+    place for locally installed software), and bash's ``/dev/tcp/`` pseudo-device. In tests these appear
+    only as rendered production values or under a temporary root (``under_root_dir``).
+* Everything else fails: home directories, ``/root``, ``/opt``, ``/tmp`` (temporary files come from
+  ``tempfile``/pytest's ``tmp_path``, never a fixed name shared between runs), ``/var`` outside the
+  above, ``/usr/local`` outside ``lib`` and any machine-specific root. The checkout itself is never named absolutely (its location varies).
 
 Files scanned: ``git ls-files`` plus untracked files that are not ignored (a new file fails before it is
 committed). This file is the one exception: it spells out the paths it forbids.
@@ -45,6 +50,11 @@ ALLOWED = (
     re.compile(r"/dev/(null|stdin|stdout|stderr|urandom|fd/.*)$"),
     re.compile(r"/(proc|sys)(/.*)?$"),
     re.compile(r"/srv(/.*)?$"),
+    re.compile(r"/etc(/.*)?$"),
+    re.compile(r"/var/(log|lib)(/.*)?$"),
+    re.compile(r"/run(/.*)?$"),
+    re.compile(r"/usr/local/lib(/.*)?$"),
+    re.compile(r"/dev/tcp(/.*)?$"),
 )
 
 #: a /-rooted token not preceded by what makes it relative, a URL or a template (host:port/..., $x/, {y}/)
