@@ -7,7 +7,9 @@ returning a Salt-style result dict, so the state module and the stand-alone comm
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import logging
 import os
 import time
@@ -75,6 +77,23 @@ class Plan:
                 f"location(s) in {self.inspection.config} ({fast})")
 
 
+@contextlib.contextmanager
+def _without_gc():
+    """Pause the cyclic garbage collector while a route table becomes the include.
+
+    Each collection traverses every live object, and the table, its patterns and the rendered lines of a
+    5,000-route app are a few hundred thousand: collections took three quarters of the time. Nothing
+    made here needs the collector (no reference cycles); it runs again on the way out.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def plan(
     name: str,
     app: str,
@@ -97,6 +116,14 @@ def plan(
     recorded in ``Plan.problems`` instead of raised: an earlier state of the same run may deploy it.
     ``fast_path=False`` leaves every decision to the maps (see ``fastpath.py`` for when it is used).
     """
+    with _without_gc():
+        return _plan(name, app, config, gate, python, cwd, env, timeout, factory, upstream, status, console_path,
+                     strict, fast_path)
+
+
+def _plan(name: str, app: str, config: str, gate: str | None, python: str | None, cwd: str | None,
+          env: Mapping[str, str] | None, timeout: float, factory: bool, upstream: str | None, status: int,
+          console_path: str | list[str] | None, strict: bool, fast_path: bool) -> Plan:
     started = time.perf_counter()
     gate_path = gate or default_gate(name)
     table = extract(app, python=python, cwd=cwd, env=env, timeout=timeout, factory=factory)

@@ -21,6 +21,7 @@ locations that accept the commonest allowed requests of dynamic routes without t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import defaultdict
@@ -96,10 +97,15 @@ def _alternations(patterns: list[Pattern]) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _console_probes(console_paths: tuple[str, ...]) -> tuple[list[str], set[str]]:
+    probes = [c for path in console_paths for c in (path, "/" + path, "//" + path)]
+    return probes, {_ascii_lower(c.lstrip("/").split("/")[0]) for c in probes}
+
+
 def _matches_console(patterns: list[Pattern], compiled: Compiled) -> bool:
     """Could one of ``patterns`` let a console path through (so that it must be refused first)?"""
-    probes = [c for path in compiled.console_paths for c in (path, "/" + path, "//" + path)]
-    heads = {_ascii_lower(c.lstrip("/").split("/")[0]) for c in probes}
+    probes, heads = _console_probes(compiled.console_paths)
     candidates = [p for p in patterns if not p.prefix or _ascii_lower(p.prefix[0]) in heads]
     return any(compiled.python_regex(p).match(c) for p in candidates for c in probes)
 
