@@ -37,20 +37,29 @@ lose, it has no nested locations of its own and its server has no regex location
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import crossplane
 
-from .nginxconf import PASS_DIRECTIVES, Inspection
+from .nginxconf import _NUMBERED_CAPTURE, PASS_DIRECTIVES, Inspection
 from .rules import Compiled, Pattern
 
-#: directives of the app's location that nested locations do not inherit (rewrite module, try_files,
-#: internal) or that would mean something else in a regex location (alias); limit_except to be safe
-NOT_INHERITED = ("set", "rewrite", "return", "if", "break", "try_files", "limit_except", "internal", "alias")
+#: directives of the app's location that a nested location would not keep, and that cannot be copied into it
+#: exactly: ``rewrite`` changes the URI the gate decides on, the others depend on the location itself
+NOT_INHERITED = ("rewrite", "try_files", "internal", "alias")
+#: directives nested locations do not inherit but that are copied into each of them, in their order around the
+#: gate (the rewrite module's, and ``limit_except``, whose methods otherwise ask no gate in NGINX either)
+COPIED = ("set", "return", "if", "break", "limit_except")
 #: NGINX rejects a config token longer than 4094 bytes
 MAX_TOKEN = 3000
+#: PCRE constructs that would not mean the same inside the fast path's negative lookahead (group numbers,
+#: names, verbs, the match start)
+_NOT_EMBEDDABLE = re.compile(r"\\[1-9gGkK]|\(\?(?:P|\(|R|&|[0-9+-]|C|'|<(?![=!]))|\(\*")
+#: PCRE syntax that Python's ``re`` reads differently or not at all: such regexes are never asked in Python
+_NOT_PYTHON = re.compile(r"\[:|\\[ZzQEhHvVRXpPecoNKG]|\\x\{|\{,|\(\?\||\(\*")
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,14 @@ class FastPath:
 
     parent: str
     handler: str
+    #: the user's regex locations in the server, as (modifier, regex): a rule the fast path answers must not
+    #: match one of them, or NGINX would have chosen it
+    guard: tuple[tuple[str, str], ...] = ()
+    #: names of the user's prefix and exact locations nested in ``parent``: nothing of ours may sit under them
+    taken: tuple[str, ...] = ()
+    #: the app location's own directives that nested locations would lose, rendered, before and after the gate
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
 
 
 def _has_uri_part(target: str) -> bool:
@@ -69,6 +86,12 @@ def _has_uri_part(target: str) -> bool:
     if rest.startswith("unix:"):
         return ":" in rest[5:]
     return "/" in rest
+
+
+def _args(directives: list[dict[str, Any]]) -> Iterator[str]:
+    for d in directives:
+        yield from d.get("args", [])
+        yield from _args(d.get("block", []))
 
 
 def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
@@ -82,11 +105,10 @@ def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
     args = loc.args[1:] if loc.args[:1] == ["^~"] else loc.args
     if len(args) != 1 or args[0].startswith(("=", "~", "@")) or loc.args[0] in ("=", "~", "~*"):
         return None, f"{where} is not a prefix location"
-    if loc.nested:
-        return None, f"{where} has nested locations of its own ({loc.nested[0]})"
-    if loc.server_regex:
-        return None, (f"its server has regex locations ({loc.server_regex[0]}), which ^~ prefix locations "
-                      "would take requests from")
+    for (_, regex), text in zip(loc.regexes, loc.server_regex):
+        if _NOT_EMBEDDABLE.search(regex):
+            return None, (f"its server has the regex {text}, which uses back-references, names or verbs that "
+                          "the fast path cannot test for")
     lost = sorted({name for name, _, _ in loc.own if name in NOT_INHERITED})
     if lost:
         return None, f"{where} uses {', '.join(lost)}, which nested locations would not keep as they are"
@@ -96,8 +118,20 @@ def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
     name, handler_args, _ = handlers[0]
     if name == "proxy_pass" and _has_uri_part(handler_args[0]):
         return None, f"{where}: proxy_pass {handler_args[0]} has a URI part, which regex locations cannot use"
+    # what nested locations would lose is copied into them, from the block itself (not through an include)
+    copied = [d for d in loc.block if d["directive"] in COPIED]
+    if len(copied) != sum(1 for n, _, in_if in loc.own if n in COPIED and not in_if):
+        return None, f"{where} has {'/'.join(COPIED)} directives from an include, which the fast path cannot copy"
+    texts = list(_args(copied))
+    if any(_NUMBERED_CAPTURE.search(t) or "\\" in t or '"' in t or "'" in t for t in texts):
+        return None, f"{where} has if/set/return arguments with $1..$9, quotes or backslashes, which are not copied"
+    gate_at = loc.gate_at
+    before = tuple(crossplane.build([d]).strip() for d in loc.block[:gate_at] if d["directive"] in COPIED)
+    after = tuple(crossplane.build([d]).strip() for d in loc.block[gate_at:] if d["directive"] in COPIED)
+    taken = tuple(a[-1] for a in loc.nested_args if a and a[0] not in ("~", "~*"))
     handler = crossplane.build([{"directive": name, "args": handler_args, "line": 1}]).strip()
-    return FastPath(parent=args[0], handler=handler), ""
+    return FastPath(parent=args[0], handler=handler, guard=tuple(loc.regexes), taken=taken,
+                    before=before, after=after), ""
 
 
 def _main_method(methods: set[str]) -> str:
@@ -107,43 +141,83 @@ def _main_method(methods: set[str]) -> str:
     return sorted(methods, key=lambda m: (m in ("HEAD", "OPTIONS"), m))[0]
 
 
+def _guard(guard: tuple[tuple[str, str], ...]) -> str:
+    """A negative lookahead: the URI matches none of the user's regex locations (PCRE itself decides)."""
+    if not guard:
+        return ""
+    alts = "|".join(("(?i:" if mod == "~*" else "(?:") + regex + ")" for mod, regex in guard)
+    return "(?!(?s:.*?)(?:" + alts + "))"
+
+
+def _python_may_match(guard: tuple[tuple[str, str], ...], path: str) -> bool:
+    """Could one of the user's regexes match the fixed ``path``? True when Python cannot tell for sure."""
+    for mod, regex in guard:
+        if _NOT_PYTHON.search(regex):
+            return True
+        try:
+            compiled = re.compile(regex.encode("utf-8", "surrogateescape"), re.IGNORECASE if mod == "~*" else 0)
+        except (re.error, OverflowError):
+            return True
+        if compiled.search(path.encode("utf-8")):
+            return True
+    return False
+
+
 def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
                      quote: Callable[[str], str], console: Callable[[Pattern], bool]) -> tuple[list[str], int, int]:
-    """The nested locations (lines), with the number of regex locations and of prefixes.
+    """The nested locations (lines), with the number of regex and exact locations and of prefixes.
 
     ``console(pattern)`` is true for patterns that could let a console path through: they stay with the maps.
     """
     v = f"$phoenix_{aid}"
+    guard = _guard(fast.guard)
+
+    def free(path: str) -> bool:  # no user location nested in the parent would have taken it
+        return path.startswith(fast.parent) and not any(path.startswith(t) for t in fast.taken)
+
     groups: dict[str, dict[tuple[str, bool], set[str] | None]] = defaultdict(dict)
     for p in compiled.patterns:
-        if p.regex is None or not p.prefix or len(p.regex) > MAX_TOKEN:
+        if p.regex is None or not p.prefix or len(p.regex) + len(guard) > MAX_TOKEN or (p.utf and guard):
             continue
         head = "/" + "/".join(p.prefix) + "/"
-        if not head.startswith(fast.parent) or head == fast.parent or console(p):
+        if not free(head) or head == fast.parent or console(p):
             continue
         key = (p.regex, p.utf)
         known = groups[head].get(key, set())
         groups[head][key] = None if p.methods is None or known is None else known | set(p.methods)
+    exact: dict[str, set[str] | None] = {}
+    for p in compiled.patterns:
+        for path in p.exact if p.regex is None else ():
+            if path in compiled.console_paths or not free(path) or path in fast.taken:
+                continue
+            known = exact.get(path, set())
+            exact[path] = None if p.methods is None or known is None else known | set(p.methods)
+    if fast.guard:
+        exact = {path: m for path, m in exact.items() if not _python_may_match(fast.guard, path)}
     gate = f"if ({v}_allow = 0) {{ return {int(status)}; }}"
+
+    def body(methods: set[str] | None, indent: str) -> list[str]:
+        out = [f"{indent}uninitialized_variable_warn off;", *(indent + d for d in fast.before),
+               f"{indent}if ($args) {{ set {v}_fast {v}_allow; }}"]
+        if methods is not None:
+            out.append(f"{indent}if ($request_method != {_main_method(methods)}) {{ set {v}_fast {v}_allow; }}")
+        out.append(f"{indent}if ({v}_fast = 0) {{ return {int(status)}; }}")
+        return out + [*(indent + d for d in fast.after), f"{indent}{fast.handler}"]
+
     lines: list[str] = []
     count = 0
+    for path in sorted(exact):
+        lines += [f"location = {quote(path)} {{", *body(exact[path], "    "), "}"]
+        count += 1
+    keyword = "^~ " if not fast.guard else ""  # a plain prefix lets the user's regexes be tried after ours
     for head in sorted(groups):
-        lines.append(f"location ^~ {quote(head)} {{")
+        lines.append(f"location {keyword}{quote(head)} {{")
         for (regex, utf), methods in groups[head].items():
-            anchored = ("(*UTF)" if utf else "") + "^(?:" + regex + r")\z"
-            lines.append(f"    location ~ {quote(anchored)} {{")
-            lines.append("        uninitialized_variable_warn off;")
-            lines.append(f"        if ($args) {{ set {v}_fast {v}_allow; }}")
-            if methods is not None:
-                main = _main_method(methods)
-                lines.append(f"        if ($request_method != {main}) {{ set {v}_fast {v}_allow; }}")
-            lines.append(f"        if ({v}_fast = 0) {{ return {int(status)}; }}")
-            lines.append(f"        {fast.handler}")
-            lines.append("    }")
+            anchored = ("(*UTF)" if utf else "") + "^" + guard + "(?:" + regex + r")\z"
+            lines += [f"    location ~ {quote(anchored)} {{", *body(methods, "        "), "    }"]
             count += 1
-        lines.append(f"    {gate}")
-        lines.append(f"    {fast.handler}")
-        lines.append("}")
+        lines += [*("    " + d for d in fast.before), f"    {gate}", *("    " + d for d in fast.after),
+                  f"    {fast.handler}", "}"]
     return lines, count, len(groups)
 
 

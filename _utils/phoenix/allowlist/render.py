@@ -212,8 +212,10 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     if fast is not None:
         nested, count, prefixes = render_locations(compiled, fast, aid, status, quote,
                                                    lambda p: _matches_console([p], compiled))
+        dyn = sum(1 for line in nested if line.startswith("    location ~ "))
         if count:
-            summary = f"fast path: {count} rules in {prefixes} ^~ prefix locations inside location {fast.parent}"
+            summary = (f"fast path: {count} rules in {prefixes} prefix and {count - dyn} exact locations inside "
+                       f"location {fast.parent}")
             gate += ["", f"# {summary}; requests with a query string or another method ask the maps", *nested]
     return Rendered(maps="\n".join(lines), gate="\n".join(gate) + "\n", variable=allow, fast=summary)
 
