@@ -38,6 +38,8 @@ lose, it has no nested locations of its own and its server has no regex location
 from __future__ import annotations
 
 import re
+import re._constants as _sc  # noqa: PLC2701 - the parser is the only exact way to read a regex
+import re._parser as _sre  # noqa: PLC2701
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -149,6 +151,100 @@ def _guard(guard: tuple[tuple[str, str], ...]) -> str:
     return "(?!(?s:.*?)(?:" + alts + "))"
 
 
+def _requires(regex: str) -> list[frozenset[str]] | None:
+    """Sets of characters such that every match of the user's ``regex`` contains one of each (None: unknown).
+
+    Read with Python's parser, and only for regexes it reads as PCRE does (``_NOT_PYTHON``); both cases of
+    every letter are counted, whatever the modifier, so the sets only ever err on the large side.
+    """
+    if _NOT_PYTHON.search(regex):
+        return None
+    try:
+        parsed = _sre.parse(regex)
+    except (re.error, OverflowError, RecursionError):
+        return None
+
+    def seq(items) -> list[frozenset[str]]:
+        return [r for op, av in items for r in node(op, av)]
+
+    def node(op, av) -> list[frozenset[str]]:
+        if op is _sc.LITERAL:
+            return [frozenset({chr(av)})]
+        if op is _sc.IN and av and av[0][0] is not _sc.NEGATE:
+            chars: set[str] = set()
+            for kind, value in av:
+                if kind is _sc.LITERAL:
+                    chars.add(chr(value))
+                elif kind is _sc.RANGE and value[1] - value[0] < 128:
+                    chars.update(chr(c) for c in range(value[0], value[1] + 1))
+                else:
+                    return []
+            return [frozenset(chars)]
+        if op is _sc.SUBPATTERN:
+            return seq(av[-1])
+        if op is _sc.ATOMIC_GROUP:
+            return seq(av)
+        if op in (_sc.MAX_REPEAT, _sc.MIN_REPEAT, _sc.POSSESSIVE_REPEAT) and av[0] >= 1:
+            return seq(av[2])
+        if op is _sc.BRANCH:  # one of the branches: the union of each branch's first set
+            firsts = [seq(branch)[:1] for branch in av[1]]
+            return [] if not all(firsts) else [frozenset().union(*(f[0] for f in firsts))]
+        return []
+
+    sets = seq(parsed)
+    if not all(c.isascii() for found in sets for c in found):
+        return None
+    return [frozenset(found | {c.swapcase() for c in found}) for found in sets]
+
+
+def _produces(regex: str) -> frozenset[str] | None:
+    """The characters a rule's regex can match (None: any character, or not known)."""
+    try:
+        parsed = _sre.parse(regex)
+    except (re.error, OverflowError, RecursionError):
+        return None
+    out: set[str] = set()
+
+    def walk(items) -> bool:
+        for op, av in items:
+            if op is _sc.LITERAL:
+                out.add(chr(av))
+            elif op is _sc.IN and av and av[0][0] is not _sc.NEGATE:
+                for kind, value in av:
+                    if kind is _sc.LITERAL:
+                        out.add(chr(value))
+                    elif kind is _sc.RANGE and value[1] - value[0] < 128:
+                        out.update(chr(c) for c in range(value[0], value[1] + 1))
+                    elif kind is _sc.CATEGORY and value is _sc.CATEGORY_DIGIT:
+                        out.update("0123456789")
+                    else:
+                        return False
+            elif op is _sc.SUBPATTERN:
+                if not walk(av[-1]):
+                    return False
+            elif op in (_sc.MAX_REPEAT, _sc.MIN_REPEAT, _sc.POSSESSIVE_REPEAT):
+                if not walk(av[2]):
+                    return False
+            elif op is _sc.BRANCH:
+                if not all(walk(b) for b in av[1]):
+                    return False
+            elif op in (_sc.AT, _sc.ASSERT_NOT):
+                continue  # consume nothing
+            else:
+                return False
+        return True
+
+    return frozenset(out) if walk(parsed) and all(c.isascii() for c in out) else None
+
+
+def _relevant(guard: tuple[tuple[str, str], ...], regex: str) -> tuple[tuple[str, str], ...]:
+    """The user's regexes that could match a URI the rule's ``regex`` matches (the others need no lookahead)."""
+    made = _produces(regex)
+    if made is None:
+        return guard
+    return tuple(g for g in guard if (need := _requires(g[1])) is None or all(found & made for found in need))
+
+
 def _python_may_match(guard: tuple[tuple[str, str], ...], path: str) -> bool:
     """Could one of the user's regexes match the fixed ``path``? True when Python cannot tell for sure."""
     for mod, regex in guard:
@@ -213,7 +309,7 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     for head in sorted(groups):
         lines.append(f"location {keyword}{quote(head)} {{")
         for (regex, utf), methods in groups[head].items():
-            anchored = ("(*UTF)" if utf else "") + "^" + guard + "(?:" + regex + r")\z"
+            anchored = ("(*UTF)" if utf else "") + "^" + _guard(_relevant(fast.guard, regex)) + "(?:" + regex + r")\z"
             lines += [f"    location ~ {quote(anchored)} {{", *body(methods, "        "), "    }"]
             count += 1
         lines += [*("    " + d for d in fast.before), f"    {gate}", *("    " + d for d in fast.after),
