@@ -9,12 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.flaskapp import FlaskApp
-from devtools.nginx import Nginx, free_port
-from phoenix.allowlist import manage
-from phoenix.allowlist.fastpath import FastPath
-from phoenix.allowlist.render import render
-from tests.support.routing import METHODS, build, compiled_for, paths, rule_sets, werkzeug_allows
 from devtools.site import make_site, request
+from phoenix.allowlist import manage
+from phoenix.allowlist.render import render
+from tests.support.decide import Decider
+from tests.support.routing import METHODS, build, compiled_for, paths, prefix_probes, rule_sets, werkzeug_allows
 
 pytestmark = pytest.mark.nginx
 
@@ -49,6 +48,8 @@ MATRIX = [
     ("GET", "//console", False), ("GET", "///console", False), ("GET", "/login/../console", False),
     ("GET", "/./console", False), ("GET", "/%2Fconsole", False), ("GET", "/bob/../console", False),
     ("GET", "/login;x/../console", False), ("HEAD", "/console", False),
+    # the debugger compares its path exactly: other cases are the app's /<username>
+    ("GET", "/Console", True), ("GET", "/CONSOLE", True), ("GET", "/consolE?x=1", True),
     # every __debugger__ request, whatever the route and encoding
     ("GET", "/?__debugger__=yes&cmd=resource&f=style.css", False),
     ("GET", "/bob?__debugger__=yes&cmd=resource&f=debugger.js", False),
@@ -108,6 +109,14 @@ def test_request_matrix(site, method, path, allowed):
         assert status == (405 if method == "TRACE" else 404)
 
 
+def test_the_console_check_is_exact_like_the_debuggers(site):
+    """/Console is a profile page (the app's /<username>), /console is the debugger's and refused."""
+    assert request(site.port, "GET", "/Console") == (200, True, b"profile Console")
+    assert request(site.port, "GET", "/cOnSoLe")[2] == b"profile cOnSoLe"
+    status, reached, _ = request(site.port, "GET", "/console")
+    assert (status, reached) == (404, False)
+
+
 def test_the_site_uses_the_fast_path(site):
     """The matrix above runs through the fast path: the site's one app location qualifies."""
     gate = site.gate.read_text()
@@ -149,39 +158,7 @@ def test_probe_catches_an_open_site(ungated, repo):
 # --- property: NGINX's decision equals Werkzeug's, through the real binary ----------------------
 @pytest.fixture(scope="module")
 def decision_nginx(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prop")
-    state = {"root": root, "port": free_port(), "fast_port": free_port(), "fast_hits": 0}
-    yield state
-
-
-def _nginx_decides(state, rendered, requests: list[tuple[str, str]]) -> dict[str, list[bool]]:
-    """NGINX's decisions for each request, by two servers: the gate alone and the gate with its fast path."""
-    root = state["root"]
-    (root / "maps.conf").write_text(rendered["gate"].maps)
-    (root / "gate.conf").write_text(rendered["gate"].gate)
-    (root / "fast.conf").write_text(rendered["fast"].gate)
-    ports = {"gate": state["port"], "fast": state["fast_port"]}
-    http = (f"include {root}/maps.conf;\n"
-            f"server {{ listen 127.0.0.1:{ports['gate']};\n"
-            f"  location / {{ include {root}/gate.conf; return 200 \"app\\n\"; }}\n}}\n"
-            f"server {{ listen 127.0.0.1:{ports['fast']};\n"
-            f"  location / {{ include {root}/fast.conf; return 200 \"app\\n\"; }}\n}}")
-    ngx = Nginx(root, http, master=False)
-    test = ngx.test()
-    assert test.returncode == 0, test.stderr
-    ngx.start(ports["gate"])
-    try:
-        out: dict[str, list[bool]] = {"gate": [], "fast": []}
-        for method, path in requests:
-            for kind, port in ports.items():
-                status, _, body = request(port, method, path)
-                assert status in (200, 404), (status, body)
-                out[kind].append(status == 200)
-                if kind == "fast" and body == b"fast\n":
-                    state["fast_hits"] += 1
-        return out
-    finally:
-        ngx.stop()
+    return Decider(tmp_path_factory.mktemp("prop"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -197,11 +174,11 @@ def test_nginx_decides_like_werkzeug(decision_nginx, rules, probes, method):
     from phoenix.allowlist.probe import sample_path
 
     probes = probes + [p for p in (sample_path(compiled, pat) for pat in compiled.patterns) if p]
-    rendered = {"gate": render(compiled, "prop"),
-                "fast": render(compiled, "prop", fast=FastPath(parent="/", handler='return 200 "fast\\n";'))}
+    probes += prefix_probes(rules)
+    rendered = {"gate": render(compiled, "prop"), "fast": render(compiled, "prop", fast=decision_nginx.fast())}
     assert rendered["fast"].maps == rendered["gate"].maps
     quoted = [urllib_quote(p) for p in probes]
-    decided = _nginx_decides(decision_nginx, rendered, [(method, q) for q in quoted])
+    decided = decision_nginx.decides(rendered, [(method, q) for q in quoted])
     for i, path in enumerate(probes):
         expected = werkzeug_allows(url_map, method, path)
         assert decided["gate"][i] == expected, ("gate", rules, method, path)
@@ -212,19 +189,37 @@ def test_the_fast_path_answers_and_falls_back(decision_nginx):
     """Fixed rules: the fast path's locations answer ("fast") under their prefix, the maps everywhere else."""
     url_map = build([("/users/<int:id>", ("GET",), True), ("/users/new", ("POST",), True), ("/<name>", None, True)])
     compiled = compiled_for(url_map)
-    rendered = {"gate": render(compiled, "fixed"),
-                "fast": render(compiled, "fixed", fast=FastPath(parent="/", handler='return 200 "fast\\n";'))}
+    rendered = {"gate": render(compiled, "fixed"), "fast": render(compiled, "fixed", fast=decision_nginx.fast())}
     requests = [("GET", "/users/5"), ("HEAD", "/users/5"), ("GET", "/users/5?page=2"), ("POST", "/users/5"),
                 ("GET", "/users/5?__debugger__=yes"), ("GET", "/users/x"), ("POST", "/users/new"),
                 ("GET", "/users/new"), ("GET", "/bob"), ("GET", "/bob?__debugger__=yes"), ("GET", "/console")]
-    before = decision_nginx["fast_hits"]
-    decided = _nginx_decides(decision_nginx, rendered, requests)
+    before = decision_nginx.fast_hits
+    decided = decision_nginx.decides(rendered, requests)
     expected = [werkzeug_allows(url_map, m, p.partition("?")[0]) and "__debugger__" not in p and p != "/console"
                 for m, p in requests]
     assert expected == [True, True, True, False, False, False, True, False, True, False, False]
     assert decided["gate"] == expected and decided["fast"] == expected
     # GET, HEAD and the query string under /users/ (HEAD has no body), and POST /users/new
-    assert decision_nginx["fast_hits"] - before == 3
+    assert decision_nginx.fast_hits - before == 3
+
+
+def test_a_route_equal_to_a_fast_prefix_is_not_redirected_by_nginx(decision_nginx):
+    """``/orders`` beside ``/orders/<int:oid>``, and ``/u`` routed by a catch-all: the app answers, not NGINX's 301.
+
+    A ``^~ "/orders/"`` prefix location holding a proxy_pass makes NGINX answer ``/orders`` itself with
+    ``301 Location: http://<the request's Host>/orders/``; the fast path's exact locations stop that.
+    """
+    url_map = build([("/orders", ("GET", "POST"), True), ("/orders/<int:oid>", ("GET",), True),
+                     ("/u/<name>", ("GET",), True), ("/<slug>", None, True)])
+    compiled = compiled_for(url_map)
+    rendered = {"gate": render(compiled, "redirect"), "fast": render(compiled, "redirect", fast=decision_nginx.fast())}
+    requests = [("GET", "/orders"), ("POST", "/orders"), ("GET", "/orders?page=2"), ("GET", "/u"),
+                ("HEAD", "/u"), ("GET", "/orders/7"), ("PUT", "/orders"), ("GET", "/orders?__debugger__=yes"),
+                ("GET", "/orders/x")]
+    expected = [werkzeug_allows(url_map, m, p.partition("?")[0]) and "__debugger__" not in p for m, p in requests]
+    assert expected == [True] * 7 + [False, False]  # PUT /orders: the catch-all takes it
+    assert decision_nginx.decides(rendered, requests) == {"gate": expected, "fast": expected}
+    assert 'location = "/orders" {' in rendered["fast"].gate and 'location = "/u" {' in rendered["fast"].gate
 
 
 def urllib_quote(path: str) -> str:

@@ -64,11 +64,36 @@ def rule_strings(draw) -> str:
 @st.composite
 def rule_sets(draw):
     rules = draw(st.lists(rule_strings(), min_size=1, max_size=6, unique=True))
+    # what NGINX's prefix locations get wrong first: a static rule equal to a rule's static prefix
+    # without its slash (/a beside /a/<int:v>), and catch-alls over those prefixes (/<v>, /<path:p>)
+    for head in sorted({"/" + "/".join(p) for p in map(static_prefix, rules) if p}):
+        if draw(st.integers(0, 2)) == 0 and head not in rules:
+            rules.append(head)
+    if draw(st.integers(0, 3)) == 0:
+        rules.append(draw(st.sampled_from(["/<c>", "/<path:c>", "/<c>/", "/<c>/<path:d>"])))
+    rules = list(dict.fromkeys(rules))
     out = []
     for r in rules:
         methods = draw(st.sampled_from([("GET",), ("GET", "POST"), ("PUT",), None]))
         out.append((r, methods, draw(st.booleans())))
     return out
+
+
+def static_prefix(rule: str) -> tuple[str, ...]:
+    """The complete static segments a rule starts with (those a fast-path ``^~`` prefix is made of)."""
+    segs = rule.split("/")[1:-1]
+    out = []
+    for seg in segs:
+        if "<" in seg:
+            break
+        out.append(seg)
+    return tuple(out)
+
+
+def prefix_probes(rules: list[tuple[str, tuple[str, ...] | None, bool]]) -> list[str]:
+    """Each static prefix of the rules with and without its slash: where NGINX redirects on its own."""
+    heads = {"/" + "/".join(p) for p in (static_prefix(r) for r, _, _ in rules) if p}
+    return sorted(heads | {h + "/" for h in heads})
 
 
 SEGMENT = st.one_of(

@@ -4,7 +4,8 @@ Werkzeug's converter objects carry their own ``regex``; most can be used as they
 records what the regex alone does not say (``fixed_digits`` lives in ``to_python``) and where NGINX
 is knowingly looser or stricter than Werkzeug, so those differences are written down in one place.
 A converter that is not in the table is a custom converter: its own ``regex`` is used, after a check
-that a converter Werkzeug matches inside one path segment cannot swallow a ``/`` in NGINX.
+that a converter Werkzeug matches inside one path segment cannot swallow a ``/`` in NGINX. Every
+regex, the table's too, reaches NGINX through ``dialect.translate`` (Python's dialect -> PCRE2's).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re._parser as _sp  # noqa: PLC2701
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .dialect import translate
 from .errors import RuleError
 
 
@@ -43,7 +45,7 @@ def _integer(conv: dict[str, Any]) -> str:
 #: class name (Werkzeug's own classes only) -> spec
 CONVERTERS: dict[str, ConverterSpec] = {
     "UnicodeConverter": ConverterSpec(
-        "string", _given, "length/minlength/maxlength count characters (PCRE UTF mode)"
+        "string", _given, "length/minlength/maxlength count characters (UTF-8 sequences, see dialect.py)"
     ),
     "PathConverter": ConverterSpec("path", _given),
     "IntegerConverter": ConverterSpec(
@@ -60,7 +62,11 @@ CONVERTERS: dict[str, ConverterSpec] = {
 
 
 def pcre_fragment(variable: str, conv: dict[str, Any], rule: str) -> tuple[str, list[str]]:
-    """Return ``(regex, notes)`` for one converter of ``rule`` as reported by the extractor."""
+    """Return ``(regex, notes)`` for one converter of ``rule`` as reported by the extractor.
+
+    The regex is Python's, translated for PCRE2 (``dialect.py``): exactly, or refused with a
+    :class:`RuleError` that names the converter, the construct and the fix.
+    """
     notes: list[str] = []
     spec = CONVERTERS.get(conv["class"]) if conv.get("module", "").startswith("werkzeug.") else None
     if spec is not None:
@@ -76,19 +82,8 @@ def pcre_fragment(variable: str, conv: dict[str, Any], rule: str) -> tuple[str, 
                 "match '/', but Werkzeug matches it inside one path segment; NGINX would let more "
                 "through. Give the converter a regex without '/' (e.g. [^/]+) or part_isolating = False."
             )
-    try:
-        re.compile(regex)
-    except re.error as exc:
-        raise RuleError(f"rule {rule!r}: converter regex {regex!r} for <{variable}> does not compile: {exc}")
-    return f"(?:{_strip_named_groups(regex)})", notes
-
-
-_NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
-
-
-def _strip_named_groups(regex: str) -> str:
-    """Named groups would set NGINX variables and numbered captures; we only need the match."""
-    return _NAMED_GROUP.sub("(?:", regex)
+    pcre, translation_notes = translate(regex, f"rule {rule!r}: converter {conv['class']} for <{variable}>")
+    return f"(?:{pcre})", notes + translation_notes
 
 
 def can_match_slash(regex: str) -> bool:

@@ -20,6 +20,11 @@ The fast path only ever *accepts*; it never refuses anything the gate would let 
         if ($phoenix_<app>_allow = 0) { return 404; }   # everything else under /users/: the gate
         proxy_pass http://app;
     }
+    location = "/users" { if ($phoenix_<app>_allow = 0) { return 404; } proxy_pass http://app; }
+
+The exact location is there because NGINX itself answers ``/users`` with ``301 Location: /users/`` (and
+the request's Host) when a prefix location ending in ``/`` holds a ``*_pass``; the exact one is found
+first, so ``/users`` gets the gate's answer like every other path.
 
 A request is accepted without the maps only when its path matches a rule's regex, its method is that
 rule's main method (GET when it has GET) and it has no query string, so it cannot carry Werkzeug's
@@ -271,16 +276,15 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     def free(path: str) -> bool:  # no user location nested in the parent would have taken it
         return path.startswith(fast.parent) and not any(path.startswith(t) for t in fast.taken)
 
-    groups: dict[str, dict[tuple[str, bool], set[str] | None]] = defaultdict(dict)
+    groups: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
     for p in compiled.patterns:
-        if p.regex is None or not p.prefix or len(p.regex) + len(guard) > MAX_TOKEN or (p.utf and guard):
+        if p.regex is None or not p.prefix or len(p.regex) + len(guard) > MAX_TOKEN:
             continue
         head = "/" + "/".join(p.prefix) + "/"
         if not free(head) or head == fast.parent or console(p):
             continue
-        key = (p.regex, p.utf)
-        known = groups[head].get(key, set())
-        groups[head][key] = None if p.methods is None or known is None else known | set(p.methods)
+        known = groups[head].get(p.regex, set())
+        groups[head][p.regex] = None if p.methods is None or known is None else known | set(p.methods)
     exact: dict[str, set[str] | None] = {}
     for p in compiled.patterns:
         for path in p.exact if p.regex is None else ():
@@ -290,6 +294,8 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
             exact[path] = None if p.methods is None or known is None else known | set(p.methods)
     if fast.guard:
         exact = {path: m for path, m in exact.items() if not _python_may_match(fast.guard, path)}
+        # the prefix's own exact location (below) would come before the user's regexes too
+        groups = defaultdict(dict, {h: g for h, g in groups.items() if not _python_may_match(fast.guard, h[:-1])})
     gate = f"if ({v}_allow = 0) {{ return {int(status)}; }}"
 
     def body(methods: set[str] | None, indent: str) -> list[str]:
@@ -308,12 +314,16 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     keyword = "^~ " if not fast.guard else ""  # a plain prefix lets the user's regexes be tried after ours
     for head in sorted(groups):
         lines.append(f"location {keyword}{quote(head)} {{")
-        for (regex, utf), methods in groups[head].items():
-            anchored = ("(*UTF)" if utf else "") + "^" + _guard(_relevant(fast.guard, regex)) + "(?:" + regex + r")\z"
-            lines += [f"    location ~ {quote(anchored)} {{", *body(methods, "        "), "    }"]
+        for regex, methods in groups[head].items():
+            anchored = "^" + _guard(_relevant(fast.guard, regex)) + "(?:" + regex + r")\z"
+            lines += [f"    location ~ {quote(anchored)} {{", *body(methods, "    " * 2), "    }"]
             count += 1
-        lines += [*("    " + d for d in fast.before), f"    {gate}", *("    " + d for d in fast.after),
-                  f"    {fast.handler}", "}"]
+        fallback = [*fast.before, gate, *fast.after, fast.handler]
+        lines += [*("    " + d for d in fallback), "}"]
+        # NGINX answers the prefix without its slash (/users) with its own 301 to /users/ when a
+        # prefix location ending in "/" holds a *_pass; an exact location is found first and stops that
+        if head[:-1] not in exact:  # a static rule's own exact location does that already
+            lines.append(f"location = {quote(head[:-1])} {{ {' '.join(fallback)} }}")
     return lines, count, len(groups)
 
 

@@ -27,11 +27,11 @@ def sample_path(compiled: Compiled, pattern: Pattern) -> str | None:
     """One path that ``pattern`` accepts (None if the simple sampler finds none)."""
     if pattern.regex is None:
         return pattern.exact[0]
-    try:
-        text = _sample(_sp.parse(pattern.regex))
-    except (ValueError, re.error):
+    try:  # the regex is over the path's UTF-8 bytes (dialect.wire): a sample is bytes, read back
+        text = _sample(_sp.parse(pattern.regex)).encode("latin-1").decode("utf-8")
+    except (ValueError, re.error, UnicodeError):
         return None
-    return text if compiled.python_regex(pattern).match(text) else None
+    return text if compiled.matches(pattern, text) else None
 
 
 def _sample(items) -> str:
@@ -45,11 +45,13 @@ def _sample(items) -> str:
             out.append("a")
         elif op is _sc.NOT_LITERAL:
             out.append("b" if av == ord("a") else "a")
-        elif op in (_sc.MAX_REPEAT, _sc.MIN_REPEAT):
+        elif op in (_sc.MAX_REPEAT, _sc.MIN_REPEAT, _sc.POSSESSIVE_REPEAT):
             low, _high, sub = av
             out.append(_sample(sub) * low)
         elif op is _sc.SUBPATTERN:
             out.append(_sample(av[-1]))
+        elif op is _sc.ATOMIC_GROUP:
+            out.append(_sample(av))
         elif op is _sc.BRANCH:
             out.append(_sample(av[1][0]))
         elif op is _sc.CATEGORY:

@@ -3,7 +3,8 @@
 The *gate* design (DESIGN.md section 1): no location of the user's config changes. The decision is
 a chain of maps, each one a hash lookup or a few regexes, evaluated lazily and only as far as needed:
 
-1. ``$uri`` hash: the debugger console path -> 0; a static rule -> its method set -> case check;
+1. ``$uri`` hash: the debugger console path -> 0 (re-checked with its exact case, as the debugger
+   compares it); a static rule -> its method set -> case check;
 2. on a miss the same map reads the first path segment (a named capture) -> hash on it -> the
    *shape class* of that segment's dynamic rules -> one small anchored regex;
 3. rules whose first segment is dynamic (catch-alls such as ``/<username>``) -> 1, else 0.
@@ -28,6 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from .fastpath import FastPath, render_locations
+from .dialect import literal
 from .rules import Compiled, Pattern, _ascii_lower
 
 #: NGINX rejects a config token longer than 4094 bytes ("too long parameter")
@@ -81,19 +83,17 @@ def _alternations(patterns: list[Pattern]) -> list[str]:
     for methods, group in by_methods.items():
         head = "^" + _methods_regex(methods) + " (?:"
         chunk: list[str] = []
-        utf = False
-        base = len(head) + len(_ARGS_TAIL) + len("~(*UTF))")
+        base = len(head) + len(_ARGS_TAIL) + len("~)")
         size = base
         for p in group:
             assert p.regex is not None
             if chunk and size + len(p.regex) + 1 > MAX_TOKEN:
-                out.append("~" + ("(*UTF)" if utf else "") + head + "|".join(chunk) + ")" + _ARGS_TAIL)
-                chunk, size, utf = [], base, False
+                out.append("~" + head + "|".join(chunk) + ")" + _ARGS_TAIL)
+                chunk, size = [], base
             chunk.append(p.regex)
             size += len(p.regex) + 1
-            utf = utf or p.utf
         if chunk:
-            out.append("~" + ("(*UTF)" if utf else "") + head + "|".join(chunk) + ")" + _ARGS_TAIL)
+            out.append("~" + head + "|".join(chunk) + ")" + _ARGS_TAIL)
     return out
 
 
@@ -107,7 +107,7 @@ def _matches_console(patterns: list[Pattern], compiled: Compiled) -> bool:
     """Could one of ``patterns`` let a console path through (so that it must be refused first)?"""
     probes, heads = _console_probes(compiled.console_paths)
     candidates = [p for p in patterns if not p.prefix or _ascii_lower(p.prefix[0]) in heads]
-    return any(compiled.python_regex(p).match(c) for p in candidates for c in probes)
+    return any(compiled.matches(p, c) for p in candidates for c in probes)
 
 
 def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
@@ -144,7 +144,8 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
             else:
                 merged[path] = tuple(sorted(set(merged.get(path) or ()) | set(p.methods)))
     set_var = {m: f"{v}_m{i}" for i, m in enumerate(sorted(set(merged.values()), key=lambda m: m or ()))}
-    entries = [(quote(c), "0") for c in compiled.console_paths]
+    # the hash ignores case, the debugger does not: /Console is the app's (a /<slug> may route it)
+    entries = [(quote(c), f"{v}_con") for c in compiled.console_paths]
     entries += [(quote(path), set_var[methods]) for path, methods in merged.items()]
     # a miss reads the first segment into $..._s (a named capture) on the way: one map fewer
     seg_regex = quote("~^(?<" + v[1:] + "_s>/[^/]*)")
@@ -157,6 +158,10 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
         else:
             block("$request_method", var, [(m, f"{v}_case") for m in methods], f"{v}_dynf",
                   "methods of these static rules")
+    if compiled.console_paths:
+        console = "|".join(literal(c) for c in compiled.console_paths)
+        block("$uri", f"{v}_con", [(quote(f"~^(?:{console})\\z"), "0")], f"{v}_dynf",
+              "the debugger console, compared exactly as the debugger does; other cases go on as a miss")
     block("$uri $args", f"{v}_case", [(quote("~^[^A-Z]*" + _ARGS_TAIL), "1")], f"{v}_dynf",
           "the hash ignores case, Werkzeug does not: upper-case variants (and __debugger__) go on to the regexes")
     # 2. dynamic rules: a hash on the first path segment picks a *shape class*. Segments whose rules
@@ -167,7 +172,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     groups: dict[str, list[Pattern]] = defaultdict(list)
     rest: list[Pattern] = []
     for p in dynamic:
-        head = re.escape("/" + p.prefix[0]) if p.prefix else None
+        head = literal("/" + p.prefix[0]) if p.prefix else None
         if head and p.regex.startswith(head):
             groups[_ascii_lower(p.prefix[0])].append(p)  # the hash key: NGINX ignores ASCII case
         else:
@@ -176,11 +181,11 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     for key, pats in groups.items():
         if all(p.prefix[0] == key for p in pats):
             # lower-case segment: the hash matched it up to case, [^/A-Z]* re-checks the case
-            shape = tuple(sorted({(p.methods or (), "/[^/A-Z]*" + p.regex[len(re.escape("/" + key)):], p.utf)
+            shape = tuple(sorted({(p.methods or (), "/[^/A-Z]*" + p.regex[len(literal("/" + key)):])
                                   for p in pats}))
             classes[(None, shape)].append(key)
         else:  # upper-case letters in the segment: a class of its own, segments spelled out
-            shape = tuple(sorted({(p.methods or (), p.regex, p.utf) for p in pats}))
+            shape = tuple(sorted({(p.methods or (), p.regex) for p in pats}))
             classes[(key, shape)].append(key)
     block("$uri", f"{v}_dynf", [(seg_regex, f"{v}_dyn")], f"{v}_any",
           "a static path with another method or case: read the first segment, then as below")
@@ -190,7 +195,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
           f"{len(dynamic) - len(rest)} dynamic rules under {len(groups)} first segments (hash) in "
           f"{len(classes)} shape classes")
     for key, var in class_var.items():
-        pats = [Pattern(rule="", methods=m or None, regex=body, utf=utf) for m, body, utf in key[1]]
+        pats = [Pattern(rule="", methods=m or None, regex=body) for m, body in key[1]]
         members = [p for seg in classes[key] for p in groups[seg]]
         entries = [(quote(r), "1") for r in _alternations(pats)]
         if _matches_console(members, compiled):
@@ -221,5 +226,5 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
 
 
 def _console_regex(compiled: Compiled) -> str:
-    alts = "|".join(re.escape(p.lstrip("/")) for p in compiled.console_paths)
+    alts = "|".join(literal(p.lstrip("/")) for p in compiled.console_paths)
     return rf"~^[^ ]+ /+(?:{alts}) [^ ]*\z"

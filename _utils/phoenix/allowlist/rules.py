@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .converters import pcre_fragment
+from .dialect import literal, wire
 from .errors import ExtractError, RuleError
 
-_BOUNDED = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -28,12 +28,11 @@ class Pattern:
     methods: tuple[str, ...] | None
     #: exact paths (fully static rules whose letters are lowercase: NGINX hash lookups ignore case)
     exact: tuple[str, ...] = ()
-    #: regex body, no anchors, valid in both PCRE and Python ``re`` (None when ``exact`` is used)
+    #: regex body, no anchors, over the path's UTF-8 bytes (``dialect.py``): PCRE2 without UTF mode
+    #: and Python ``re`` over :func:`~phoenix.allowlist.dialect.wire` read it alike (None when ``exact`` is used)
     regex: str | None = None
     #: leading static path segments, used to group regexes behind a hash lookup
     prefix: tuple[str, ...] = ()
-    #: PCRE must count characters, not bytes (bounded repeats such as string(length=2))
-    utf: bool = False
 
 
 @dataclass
@@ -45,10 +44,14 @@ class Compiled:
     console_paths: tuple[str, ...] = ("/console",)
 
     def python_regex(self, pattern: Pattern) -> re.Pattern[str]:
-        """The pattern as a Python regex (used by tests and the oracle checks)."""
+        """The pattern as a Python regex over :func:`wire` paths (used by tests and the oracle checks)."""
         if pattern.regex is None:
-            return re.compile("(?:" + "|".join(re.escape(p) for p in pattern.exact) + r")\Z")
+            return re.compile("(?:" + "|".join(literal(p) for p in pattern.exact) + r")\Z")
         return re.compile(pattern.regex + r"\Z")
+
+    def matches(self, pattern: Pattern, path: str) -> bool:
+        """Does ``pattern`` take the (decoded) ``path``, as NGINX would?"""
+        return self.python_regex(pattern).match(wire(path)) is not None
 
     def allows(self, method: str, path: str) -> bool:
         """Python model of the decision NGINX makes (for tests; NGINX itself is tested for real)."""
@@ -60,7 +63,7 @@ class Compiled:
         for pattern in self.patterns:
             if pattern.methods is not None and method not in pattern.methods:
                 continue
-            if self.python_regex(pattern).match(path):
+            if self.matches(pattern, path):
                 return True
         return False
 
@@ -109,13 +112,12 @@ def compile_rule(rule: dict[str, Any]) -> tuple[Pattern, list[str]]:
     body = ""
     static_head = ""
     dynamic = False
-    utf = False
     last_final = False
     for is_dynamic, data in tokens:
         if not is_dynamic:
             if not dynamic:
                 static_head += data
-            body += re.escape(data)
+            body += literal(data)
             if data != "/":
                 last_final = False
             continue
@@ -125,7 +127,6 @@ def compile_rule(rule: dict[str, Any]) -> tuple[Pattern, list[str]]:
         notes.extend(conv_notes)
         body += fragment
         last_final = not conv.get("part_isolating", True)
-        utf = utf or _needs_utf(conv)
     full = "".join(s for _, s in tokens)
     ends_with_slash = full.endswith("/") and len(full) > 1
     methods = tuple(sorted(rule["methods"])) if rule.get("methods") is not None else None
@@ -142,28 +143,14 @@ def compile_rule(rule: dict[str, Any]) -> tuple[Pattern, list[str]]:
         if all(v == _ascii_lower(v) for v in variants):
             return Pattern(rule=text, methods=methods, exact=tuple(variants)), notes
         # NGINX's hash lookups ignore ASCII case: mixed-case static rules are matched by regex
-        body = "(?:" + "|".join(re.escape(v) for v in variants) + ")"
+        body = "(?:" + "|".join(literal(v) for v in variants) + ")"
         return Pattern(rule=text, methods=methods, regex=body, prefix=_prefix(full)), notes
     if ends_with_slash:
-        body = body[: -len(re.escape("/"))]
+        body = body[: -len(literal("/"))]
         body += "(?<!/)/?" if last_final else "/?"
     elif not rule.get("strict_slashes", True):
         body += "/?"
-    return Pattern(rule=text, methods=methods, regex=body, prefix=_prefix(static_head), utf=utf), notes
-
-
-def _needs_utf(conv: dict[str, Any]) -> bool:
-    """Bounded repeats count characters in Werkzeug; PCRE counts bytes unless in UTF mode."""
-    if conv["class"] == "IntegerConverter" and conv.get("module", "").startswith("werkzeug."):
-        return False
-    regex = conv["regex"]
-    if "[^" not in regex and "." not in regex.replace("\\.", "") and "\\W" not in regex:
-        return False  # only ASCII classes: bytes and characters count the same
-    for m in _BOUNDED.finditer(regex):
-        low, high = int(m.group(1)), m.group(2)
-        if high is None or high != "" or low > 1:
-            return True
-    return False
+    return Pattern(rule=text, methods=methods, regex=body, prefix=_prefix(static_head)), notes
 
 
 def _prefix(static_head: str) -> tuple[str, ...]:

@@ -1,0 +1,70 @@
+"""One real NGINX that answers with the allowlist's decisions: the gate alone, and the gate with its fast path.
+
+Both servers pass to an upstream (another server of the same NGINX), as a real app location does:
+NGINX treats ``*_pass`` locations specially (a prefix ending in "/" answers the path without it with
+its own 301). The fast path passes to an upstream that answers "fast", so a test can see it was used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devtools.nginx import Nginx, free_port
+from devtools.site import request
+from phoenix.allowlist.fastpath import FastPath
+from phoenix.allowlist.render import Rendered
+
+
+class Decider:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ports = {"gate": free_port(), "fast": free_port()}
+        self.app_port, self.fast_app_port = free_port(), free_port()
+        self.fast_hits = 0
+
+    def fast(self) -> FastPath:
+        """The fast path as the real app location gets it: a proxy_pass."""
+        return FastPath(parent="/", handler=f"proxy_pass http://127.0.0.1:{self.fast_app_port};")
+
+    def answers(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]],
+                location_extra: str = "") -> dict[str, list[tuple[int, bytes]]]:
+        """(status, body) per request and server; fails on any [alert] or [emerg] in NGINX's error log."""
+        root = self.root
+        (root / "maps.conf").write_text(rendered["gate"].maps)
+        (root / "gate.conf").write_text(rendered["gate"].gate)
+        (root / "fast.conf").write_text(rendered["fast"].gate)
+        (root / "error.log").write_text("")
+        app = f"proxy_pass http://127.0.0.1:{self.app_port};"
+        http = (f"include {root}/maps.conf;\n"
+                f"server {{ listen 127.0.0.1:{self.ports['gate']};\n"
+                f"  location / {{ include {root}/gate.conf; {location_extra} {app} }}\n}}\n"
+                f"server {{ listen 127.0.0.1:{self.ports['fast']};\n"
+                f"  location / {{ include {root}/fast.conf; {location_extra} {app} }}\n}}\n"
+                f"server {{ listen 127.0.0.1:{self.app_port}; return 200 \"app\\n\"; }}\n"
+                f"server {{ listen 127.0.0.1:{self.fast_app_port}; return 200 \"fast\\n\"; }}\n")
+        ngx = Nginx(root, http, master=False)
+        test = ngx.test()
+        assert test.returncode == 0, test.stderr
+        ngx.start(self.ports["gate"])
+        try:
+            out: dict[str, list[tuple[int, bytes]]] = {"gate": [], "fast": []}
+            for method, path in requests:
+                for kind, port in self.ports.items():
+                    status, _, body = request(port, method, path)
+                    out[kind].append((status, body))
+                    if kind == "fast" and body == b"fast\n":
+                        self.fast_hits += 1
+        finally:
+            ngx.stop()
+        log = ngx.error_log()
+        assert "[alert]" not in log and "[emerg]" not in log and "[crit]" not in log, log[-2000:]
+        return out
+
+    def decides(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]]) -> dict[str, list[bool]]:
+        """Allowed (200) or refused (404) per request and server; any other status fails."""
+        out = {}
+        for kind, answers in self.answers(rendered, requests).items():
+            for status, body in answers:
+                assert status in (200, 404), (kind, status, body)
+            out[kind] = [status == 200 for status, _ in answers]
+        return out
