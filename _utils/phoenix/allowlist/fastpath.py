@@ -42,9 +42,11 @@ lose, it has no nested locations of its own and its server has no regex location
 
 from __future__ import annotations
 
+import functools
 import re
 import re._constants as _sc  # noqa: PLC2701 - the parser is the only exact way to read a regex
 import re._parser as _sre  # noqa: PLC2701
+import string
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -65,6 +67,9 @@ MAX_TOKEN = 3000
 #: PCRE constructs that would not mean the same inside the fast path's negative lookahead (group numbers,
 #: names, verbs, the match start)
 _NOT_EMBEDDABLE = re.compile(r"\\[1-9gGkK]|\(\?(?:P|\(|R|&|[0-9+-]|C|'|<(?![=!]))|\(\*")
+_ANY_CHAR = re.compile(r"\\[^dws\\.\-/^$|?*+()\[\]{}]")
+_ESCAPED = re.compile(r"\\.")
+_RANGE = re.compile(r"(.)-(.)")
 #: PCRE syntax that Python's ``re`` reads differently or not at all: such regexes are never asked in Python
 _NOT_PYTHON = re.compile(r"\[:|\\[ZzQEhHvVRXpPecoNKG]|\\x\{|\{,|\(\?\||\(\*")
 
@@ -156,6 +161,7 @@ def _guard(guard: tuple[tuple[str, str], ...]) -> str:
     return "(?!(?s:.*?)(?:" + alts + "))"
 
 
+@functools.lru_cache(maxsize=256)
 def _requires(regex: str) -> list[frozenset[str]] | None:
     """Sets of characters such that every match of the user's ``regex`` contains one of each (None: unknown).
 
@@ -203,63 +209,51 @@ def _requires(regex: str) -> list[frozenset[str]] | None:
 
 
 def _produces(regex: str) -> frozenset[str] | None:
-    """The characters a rule's regex can match (None: any character, or not known)."""
-    try:
-        parsed = _sre.parse(regex)
-    except (re.error, OverflowError, RecursionError):
+    """A superset of the characters a rule's regex can match (None: any character, or not known).
+
+    Read from the text, which is cheap for thousands of rules: every character written in it (literals and
+    some syntax), the ranges of its classes expanded, ``\\d``/``\\w``/``\\s`` expanded. Anything that could
+    match more (``.``, a negated class, other escapes, inline flags, non-ASCII) gives up.
+    """
+    if not regex.isascii() or "[^" in regex or "(?i" in regex or _ANY_CHAR.search(regex):
         return None
-    out: set[str] = set()
-
-    def walk(items) -> bool:
-        for op, av in items:
-            if op is _sc.LITERAL:
-                out.add(chr(av))
-            elif op is _sc.IN and av and av[0][0] is not _sc.NEGATE:
-                for kind, value in av:
-                    if kind is _sc.LITERAL:
-                        out.add(chr(value))
-                    elif kind is _sc.RANGE and value[1] - value[0] < 128:
-                        out.update(chr(c) for c in range(value[0], value[1] + 1))
-                    elif kind is _sc.CATEGORY and value is _sc.CATEGORY_DIGIT:
-                        out.update("0123456789")
-                    else:
-                        return False
-            elif op is _sc.SUBPATTERN:
-                if not walk(av[-1]):
-                    return False
-            elif op in (_sc.MAX_REPEAT, _sc.MIN_REPEAT, _sc.POSSESSIVE_REPEAT):
-                if not walk(av[2]):
-                    return False
-            elif op is _sc.BRANCH:
-                if not all(walk(b) for b in av[1]):
-                    return False
-            elif op in (_sc.AT, _sc.ASSERT_NOT):
-                continue  # consume nothing
-            else:
-                return False
-        return True
-
-    return frozenset(out) if walk(parsed) and all(c.isascii() for c in out) else None
+    if "." in _ESCAPED.sub("", regex):
+        return None
+    out = set(regex)
+    for low, high in _RANGE.findall(regex):
+        out.update(chr(c) for c in range(ord(low), ord(high) + 1))
+    for escape, chars in (("\\d", string.digits), ("\\w", string.ascii_letters + string.digits + "_"),
+                          ("\\s", string.whitespace)):
+        if escape in regex:
+            out.update(chars)
+    return frozenset(out)
 
 
 def _relevant(guard: tuple[tuple[str, str], ...], regex: str) -> tuple[tuple[str, str], ...]:
     """The user's regexes that could match a URI the rule's ``regex`` matches (the others need no lookahead)."""
+    if not guard:
+        return guard
     made = _produces(regex)
     if made is None:
         return guard
     return tuple(g for g in guard if (need := _requires(g[1])) is None or all(found & made for found in need))
 
 
+@functools.lru_cache(maxsize=256)
+def _python_regex(mod: str, regex: str) -> re.Pattern[bytes] | None:
+    if _NOT_PYTHON.search(regex):
+        return None
+    try:
+        return re.compile(regex.encode("utf-8", "surrogateescape"), re.IGNORECASE if mod == "~*" else 0)
+    except (re.error, OverflowError):
+        return None
+
+
 def _python_may_match(guard: tuple[tuple[str, str], ...], path: str) -> bool:
     """Could one of the user's regexes match the fixed ``path``? True when Python cannot tell for sure."""
     for mod, regex in guard:
-        if _NOT_PYTHON.search(regex):
-            return True
-        try:
-            compiled = re.compile(regex.encode("utf-8", "surrogateescape"), re.IGNORECASE if mod == "~*" else 0)
-        except (re.error, OverflowError):
-            return True
-        if compiled.search(path.encode("utf-8")):
+        compiled = _python_regex(mod, regex)
+        if compiled is None or compiled.search(path.encode("utf-8")):
             return True
     return False
 
