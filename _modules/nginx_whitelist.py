@@ -64,7 +64,8 @@ def routes(app: str, python: str | None = None, cwd: str | None = None, factory:
 
 
 def render(name: str, app: str, python: str | None = None, cwd: str | None = None, factory: bool = False,
-           timeout: float = 60, status: int = 404, console_path: str = "/console") -> dict[str, str]:
+           timeout: float = 60, status: int = 404, console_path: str = "/console",
+           strict_paths: bool = True) -> dict[str, str]:
     """
     Render the allowlist for the app without touching any file: ``{"maps": ..., "gate": ...}``.
 
@@ -80,7 +81,7 @@ def render(name: str, app: str, python: str | None = None, cwd: str | None = Non
     try:
         table = _extract(app, python=python, cwd=cwd, timeout=timeout, factory=factory)
         rendered = _render(_compile(table, [console_path] + ([table["console_path"]] if table.get("console_path") else [])),
-                           name, status=status)
+                           name, status=status, strict_paths=strict_paths)
     except AllowlistError as exc:
         _fail(exc)
     return {"maps": rendered.maps, "gate": rendered.gate, "variable": rendered.variable}
@@ -91,7 +92,7 @@ def manage(name: str, app: str, config: str = "/etc/nginx/nginx.conf",
            env: dict[str, str] | None = None, timeout: float = 60, factory: bool = False,
            upstream: str | None = None, status: int = 404, console_path: str = "/console",
            nginx: str = "nginx", prefix: str | None = None, test: bool = False,
-           fast_path: bool = True) -> dict[str, Any]:
+           fast_path: bool = True, strict_paths: bool = True, intercept_errors: bool = False) -> dict[str, Any]:
     """
     Write (or with ``test=True`` only diff) the allowlist maps file ``name`` and its gate.
 
@@ -99,7 +100,10 @@ def manage(name: str, app: str, config: str = "/etc/nginx/nginx.conf",
     replaced; files are swapped atomically and the previous versions kept as ``*.previous``. Fails
     when the configuration does not include the files where they protect the app. Returns a
     state-style dict ``{name, result, changes, comment}``. ``fast_path=False`` keeps the fast path
-    (nested locations for dynamic routes, see the README) out of the gate.
+    (nested locations for dynamic routes, see the README) out of the gate. ``strict_paths=False``
+    also lets through raw paths that NGINX normalises (``%2F``, dot segments, ``//``) when the
+    normalised path is allowed. ``intercept_errors=True`` makes NGINX answer the app's 500s with its
+    own error page (so a debugger traceback, which carries its SECRET, never leaves NGINX).
 
     CLI Example:
 
@@ -110,7 +114,8 @@ def manage(name: str, app: str, config: str = "/etc/nginx/nginx.conf",
     """
     return _manage.managed(name, test=test, nginx=nginx, prefix=prefix, app=app, config=config, gate=gate,
                            python=python, cwd=cwd, env=env, timeout=timeout, factory=factory,
-                           upstream=upstream, status=status, console_path=console_path, fast_path=fast_path)
+                           upstream=upstream, status=status, console_path=console_path, fast_path=fast_path,
+                           strict_paths=strict_paths, intercept_errors=intercept_errors)
 
 
 def probe(url: str, app: str, python: str | None = None, cwd: str | None = None, factory: bool = False,

@@ -35,7 +35,7 @@ def managed(name: str, app: str, config: str = "/etc/nginx/nginx.conf", gate: st
             python: str | None = None, cwd: str | None = None, env: dict[str, str] | None = None,
             timeout: float = 60, factory: bool = False, upstream: str | None = None, status: int = 404,
             console_path: str = "/console", nginx: str = "nginx", prefix: str | None = None,
-            fast_path: bool = True) -> dict[str, Any]:
+            fast_path: bool = True, strict_paths: bool = True, intercept_errors: bool = False) -> dict[str, Any]:
     """
     Keep the allowlist for ``app`` at ``name`` (http-level maps) and ``gate`` (location-level).
 
@@ -63,9 +63,17 @@ def managed(name: str, app: str, config: str = "/etc/nginx/nginx.conf", gate: st
         also write the fast path into the gate when the configuration allows it (True): nested
         ``^~`` prefix locations that serve the commonest requests of dynamic routes without the
         maps. The comment says whether it is used, and why not.
+    strict_paths
+        refuse a request unless the raw path the app gets routes as the normalised path NGINX
+        checked (True): no ``%2F``, no dot segment (``.``/``..``, in any encoding), no ``//``, no
+        ``#``. False lets such paths through when the normalised path is allowed.
+    intercept_errors
+        make NGINX answer the app's 500s with its own error page (False). The debugger's traceback
+        page, served on any 500, carries its SECRET; with this on it never leaves NGINX.
     """
     return __salt__["nginx_whitelist.manage"](
         name, app, config=config, gate=gate, python=python, cwd=cwd, env=env, timeout=timeout,
         factory=factory, upstream=upstream, status=status, console_path=console_path, nginx=nginx,
-        prefix=prefix, test=bool(__opts__.get("test")), fast_path=fast_path,
+        prefix=prefix, test=bool(__opts__.get("test")), fast_path=fast_path, strict_paths=strict_paths,
+        intercept_errors=intercept_errors,
     )

@@ -35,7 +35,8 @@ nginx-whitelist:
     - app: {{ cfg.get('app', 'app:app') | yaml_squote }}
     - config: {{ cfg.get('config', '/etc/nginx/nginx.conf') }}
     - upstream: {{ cfg.get('upstream', '127.0.0.1:8000') }}
-{%- for key in ('python', 'cwd', 'factory', 'timeout', 'status', 'console_path', 'nginx', 'prefix', 'fast_path') %}
+{%- for key in ('python', 'cwd', 'factory', 'timeout', 'status', 'console_path', 'nginx', 'prefix', 'fast_path',
+                'strict_paths', 'intercept_errors') %}
 {%- if key in cfg %}
     - {{ key }}: {{ cfg[key] | json }}
 {%- endif %}

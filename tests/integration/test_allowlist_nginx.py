@@ -59,6 +59,13 @@ MATRIX = [
     ("GET", "/console?__debugger__=yes&cmd=resource&f=console.png", False),
     ("GET", "/item/5?q=a%20b&__debugger__=yes", False), ("GET", "/about/?__DEBUGGER__=yes", False),
     ("GET", "/files/a%20b/c?x=1+2&__debugger__=yes", False),
+    # strict paths (the default): the raw path the app gets must route as the $uri NGINX checked
+    ("GET", "/static/a/b/c/..%2f..%2f..%2f..%2fdemo_app.py", False), ("GET", "/item/5/../42", False),
+    ("GET", "/item//42", False), ("GET", "/./login", False), ("GET", "/files/a%2Fb", False),
+    ("GET", "/files/a/%2e%2E/b", False), ("GET", "/files/a/.", False), ("GET", "/login#/../x", False),
+    ("GET", "/files/a%2ejs", False),
+    ("GET", "/item/%34%32", True), ("GET", "/files/.well-known/x", True), ("GET", "/files/a.../..b", True),
+    ("GET", "/login?next=/a/../b//c%2F", True),
     # ordinary query strings still pass, spaces and unicode in the path too
     ("GET", "/item/5?q=a%20b&page=2", True), ("GET", "/files/a%20b/c?x=1+2", True), ("GET", "/login?next=/x", True),
 ]
@@ -220,6 +227,30 @@ def test_a_route_equal_to_a_fast_prefix_is_not_redirected_by_nginx(decision_ngin
     assert expected == [True] * 7 + [False, False]  # PUT /orders: the catch-all takes it
     assert decision_nginx.decides(rendered, requests) == {"gate": expected, "fast": expected}
     assert 'location = "/orders" {' in rendered["fast"].gate and 'location = "/u" {' in rendered["fast"].gate
+
+
+STRICT = [("GET", "/users/5"), ("GET", "/users/%35"), ("GET", "/users/7/../5"), ("GET", "/users//5"),
+          ("GET", "/users/./5"), ("GET", "/x/..%2fusers/5"), ("GET", "/users/%2e/5"), ("GET", "/bob"),
+          ("GET", "/a/../bob"), ("GET", "/bob%2F"), ("GET", "/users/5?x=/../..//%2F"), ("GET", "/users/5#/../x")]
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_strict_paths_refuse_what_the_app_would_route_differently(decision_nginx, strict):
+    """NGINX decides on $uri (decoded, dot segments resolved, // merged); the app gets the raw target.
+
+    Strict (the default) refuses unless both route alike; without it NGINX lets the raw path through
+    because its normalised form is allowed, and the app then sees /users/7/../5, /x/../users/5 ...
+    """
+    url_map = build([("/users/<int:id>", ("GET",), True), ("/<name>", ("GET",), True)])
+    compiled = compiled_for(url_map)
+    rendered = {"gate": render(compiled, "strict", strict_paths=strict),
+                "fast": render(compiled, "strict", fast=decision_nginx.fast(), strict_paths=strict)}
+    decided = decision_nginx.decides(rendered, STRICT)
+    clean = [True, True, False, False, False, False, False, True, False, False, True, False]
+    normalised = [True] * 10 + [True, True]  # each one's $uri is /users/5, /bob or /bob/: all allowed...
+    normalised[9] = False  # ... except /bob%2F, whose $uri /bob/ is not a route
+    expected = clean if strict else normalised
+    assert decided == {"gate": expected, "fast": expected}
 
 
 def urllib_quote(path: str) -> str:

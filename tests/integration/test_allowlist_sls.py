@@ -42,6 +42,15 @@ def test_order_of_the_highstate(repo, tmp_path):
     assert {"nginx_whitelist": "nginx-whitelist"} in watch and {"file": "nginx-site-config"} in watch
 
 
+def test_pillar_switches_reach_the_state(repo, tmp_path):
+    conf = write_minion_config(tmp_path, repo)
+    pillar = _pillar(tmp_path, repo, fast_path=False, strict_paths=False, intercept_errors=True)
+    code, low, err = salt_call(conf, "state.show_sls", "nginx_whitelist", f"pillar={pillar}")
+    assert code == 0, err
+    args = {k: v for a in low["nginx-whitelist"]["nginx_whitelist"] if isinstance(a, dict) for k, v in a.items()}
+    assert (args["fast_path"], args["strict_paths"], args["intercept_errors"]) == (False, False, True)
+
+
 def test_apply_deploys_the_site_and_its_allowlist(repo, tmp_path):
     (tmp_path / "nginx" / "conf.d").mkdir(parents=True)
     ngx = Nginx(tmp_path / "nginx", f"include {tmp_path / 'nginx' / 'sites'}/*.conf;")

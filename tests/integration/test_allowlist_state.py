@@ -89,6 +89,21 @@ def test_fast_path_can_be_turned_off(env):
     assert "location ^~" in site.gate.read_text()
 
 
+def test_strict_paths_off_and_intercept_errors_on(env):
+    site = env["site"]
+    managed(env)
+    assert "$request_uri" in site.maps.read_text() and "intercept" not in site.gate.read_text()
+    ret = managed(env, "strict_paths=False", "intercept_errors=True")
+    assert ret["result"] is True, ret["comment"]
+    assert "strict paths off" in ret["comment"] and "NGINX answers the app's 500s" in ret["comment"]
+    gate = site.gate.read_text()
+    assert "proxy_intercept_errors on;" in gate and "error_page 500 $uri;" in gate and "if ($args)" in gate
+    assert "$request_uri" not in site.maps.read_text() and "$request_uri" not in gate
+    assert env["nginx"].test().returncode == 0
+    assert managed(env)["result"] is True  # back to the defaults
+    assert "$request_uri" in site.maps.read_text() and "intercept" not in site.gate.read_text()
+
+
 BAD = [
     ({"app": "no_such_module:app"}, "no_such_module"),
     ({"app": "broken_app:app"}, "boom: DATABASE_URL is not set"),

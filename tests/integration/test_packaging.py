@@ -101,5 +101,9 @@ def test_pip_install_command(installed, repo, tmp_path):
     assert run.returncode == 0, run.stderr
     again = subprocess.run(cmd, capture_output=True, text=True, env=_bare_env())
     assert again.returncode == 0 and again.stdout == "" and "up to date" in again.stderr
+    switched = subprocess.run(cmd + ["--no-strict-paths", "--intercept-errors"], capture_output=True, text=True,
+                              env=_bare_env())
+    assert switched.returncode == 0 and "proxy_intercept_errors on;" in site.gate.read_text(), switched.stderr
+    assert "strict paths off" in switched.stderr and "$request_uri" not in site.maps.read_text()
     bad = subprocess.run(cmd[:2] + ["broken_app:app"] + cmd[3:], capture_output=True, text=True, env=_bare_env())
     assert bad.returncode == 1 and "boom" in bad.stderr

@@ -113,7 +113,10 @@ def test_rendered_fast_path():
     assert gate.count("if ($request_method != GET)") == 1 and gate.count("if ($request_method != POST)") == 1
     assert "DELETE" not in gate  # DELETE /users/1 asks the maps
     assert gate.count("if ($request_method") == 2  # /any/<int:id> and /static take every method
-    assert gate.count("if ($args)") == 4
+    # strict paths (the default): a query, %-encoding or anything NGINX normalised asks the maps
+    assert gate.count("if ($request_uri != $uri)") == 4 and "if ($args)" not in gate
+    loose = render(compiled_for(url_map), "x", status=403, fast=fast, strict_paths=False).gate
+    assert loose.count("if ($args)") == 4 and "$request_uri" not in loose
     assert "return 403;" in gate and "return 404" not in gate
     # per prefix a regex location, a fallback and an exact location for the prefix without its slash;
     # and the static rule's exact location

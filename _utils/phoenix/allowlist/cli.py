@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix", help="nginx -p prefix")
     ap.add_argument("--test", action="store_true", help="show the diff, change nothing")
     ap.add_argument("--no-fast-path", action="store_true", help="leave every decision to the maps (no nested locations)")
+    ap.add_argument("--no-strict-paths", action="store_true",
+                    help="also allow raw paths NGINX normalises (%%2F, dot segments, //) when the result is allowed")
+    ap.add_argument("--intercept-errors", action="store_true",
+                    help="NGINX answers the app's 500s with its own error page (hides debugger tracebacks)")
     ap.add_argument("--probe", action="store_true", help="check the live NGINX at NAME (a URL)")
     args = ap.parse_args(argv)
     if args.probe:
@@ -53,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         args.name, test=args.test, nginx=args.nginx, prefix=args.prefix, app=args.app, config=args.config,
         gate=args.gate, python=args.python, cwd=args.cwd, timeout=args.timeout, factory=args.factory,
         upstream=args.upstream, status=args.status, console_path=args.console_path,
-        fast_path=not args.no_fast_path)
+        fast_path=not args.no_fast_path, strict_paths=not args.no_strict_paths,
+        intercept_errors=args.intercept_errors)
     if ret["changes"].get("diff"):
         print(ret["changes"]["diff"], end="")
     print(json.dumps({"result": ret["result"], "comment": ret["comment"]}), file=sys.stderr)

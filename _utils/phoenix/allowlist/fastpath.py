@@ -12,7 +12,7 @@ The fast path only ever *accepts*; it never refuses anything the gate would let 
     location ^~ "/users/" {                          # nested in the app's location, by the gate file
         location ~ "^(?:/users/(?:[0-9]+))\\z" {      # one rule
             uninitialized_variable_warn off;
-            if ($args) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
+            if ($request_uri != $uri) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
             if ($request_method != GET) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
             if ($phoenix_<app>_fast = 0) { return 404; }
             proxy_pass http://app;                   # the app location's own handler, copied
@@ -27,8 +27,9 @@ the request's Host) when a prefix location ending in ``/`` holds a ``*_pass``; t
 first, so ``/users`` gets the gate's answer like every other path.
 
 A request is accepted without the maps only when its path matches a rule's regex, its method is that
-rule's main method (GET when it has GET) and it has no query string, so it cannot carry Werkzeug's
-``__debugger__``. Any other request (a query, HEAD, another method, another path under the prefix)
+rule's main method (GET when it has GET) and its raw target is its ``$uri``: no query string, so it
+cannot carry Werkzeug's ``__debugger__``, and nothing NGINX decoded or normalised (strict paths; with
+them off the test is ``if ($args)``). Any other request (a query, HEAD, another method, another path under the prefix)
 asks the full map chain, so the decision is the gate's in every case.
 
 NGINX inherits every directive of the app's location into nested locations except its content
@@ -259,10 +260,15 @@ def _python_may_match(guard: tuple[tuple[str, str], ...], path: str) -> bool:
 
 
 def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
-                     quote: Callable[[str], str], console: Callable[[Pattern], bool]) -> tuple[list[str], int, int]:
+                     quote: Callable[[str], str], console: Callable[[Pattern], bool],
+                     strict_paths: bool = True, intercept: bool = False) -> tuple[list[str], int, int]:
     """The nested locations (lines), with the number of regex and exact locations and of prefixes.
 
     ``console(pattern)`` is true for patterns that could let a console path through: they stay with the maps.
+    With ``strict_paths`` a request is taken here only when its raw target is its ``$uri`` (no query, no
+    %-encoding, nothing NGINX normalised); any other asks the maps, which check the raw path.
+    With ``intercept`` every location first answers NGINX's own 500 in the request that error_page
+    makes after the app's 500 (``render.intercept_lines``): the copied handler would ask the app again.
     """
     v = f"$phoenix_{aid}"
     guard = _guard(fast.guard)
@@ -291,10 +297,18 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         # the prefix's own exact location (below) would come before the user's regexes too
         groups = defaultdict(dict, {h: g for h, g in groups.items() if not _python_may_match(fast.guard, h[:-1])})
     gate = f"if ({v}_allow = 0) {{ return {int(status)}; }}"
+    if intercept:
+        gate = "if ($status = 500) { return 500; } " + gate
 
     def body(methods: set[str] | None, indent: str) -> list[str]:
-        out = [f"{indent}uninitialized_variable_warn off;", *(indent + d for d in fast.before),
-               f"{indent}if ($args) {{ set {v}_fast {v}_allow; }}"]
+        # the gate's place among the location's own directives: the copies before it, then the checks
+        out = [f"{indent}uninitialized_variable_warn off;", *(indent + d for d in fast.before)]
+        if intercept:
+            out.append(f"{indent}if ($status = 500) {{ return 500; }}")
+        if strict_paths:  # the same one if as $args: a query makes them differ too
+            out.append(f"{indent}if ($request_uri != $uri) {{ set {v}_fast {v}_allow; }}")
+        else:
+            out.append(f"{indent}if ($args) {{ set {v}_fast {v}_allow; }}")
         if methods is not None:
             out.append(f"{indent}if ($request_method != {_main_method(methods)}) {{ set {v}_fast {v}_allow; }}")
         out.append(f"{indent}if ({v}_fast = 0) {{ return {int(status)}; }}")

@@ -21,7 +21,7 @@ from . import swap
 from .errors import AllowlistError, ConfigError
 from .extract import extract
 from .fastpath import choose as choose_fast_path
-from .nginxconf import Inspection, inspect
+from .nginxconf import PASS_DIRECTIVES, Inspection, inspect
 from .render import Rendered, render
 from .rules import Compiled, compile_routes
 from .validate import nginx_test
@@ -52,6 +52,8 @@ class Plan:
     problems: list[str] = field(default_factory=list)
     #: why the fast path is off ("" when it is on or there is nothing for it to do)
     fast_off: str = ""
+    #: switches away from the defaults, for the summary ("strict paths off", ...)
+    modes: list[str] = field(default_factory=list)
 
     @property
     def files(self) -> dict[str, str]:
@@ -75,7 +77,7 @@ class Plan:
         fast = self.rendered.fast or (f"no fast path: {self.fast_off}" if self.fast_off else "no fast path")
         return (f"{len(self.compiled.patterns)} routes of {self.table['app']} ({exact} static, "
                 f"{len(self.compiled.patterns) - exact} dynamic) guard {len(self.inspection.locations)} "
-                f"location(s) in {self.inspection.config} ({fast})")
+                f"location(s) in {self.inspection.config} ({'; '.join([fast, *self.modes])})")
 
 
 def _cpu() -> float:
@@ -115,12 +117,17 @@ def plan(
     console_path: str | list[str] | None = "/console",
     strict: bool = True,
     fast_path: bool = True,
+    strict_paths: bool = True,
+    intercept_errors: bool = False,
 ) -> Plan:
     """Extract, compile, render and inspect; raises :class:`AllowlistError` subclasses.
 
     With ``strict=False`` (test mode) a configuration that does not include the files yet is
     recorded in ``Plan.problems`` instead of raised: an earlier state of the same run may deploy it.
     ``fast_path=False`` leaves every decision to the maps (see ``fastpath.py`` for when it is used).
+    ``strict_paths=False`` lets through requests whose raw path NGINX normalises (``%2F``, dot
+    segments, ``//``) when the normalised path is allowed. ``intercept_errors=True`` makes NGINX
+    answer the app's 500s with its own error page (the debugger's traceback carries its SECRET).
     """
     with _without_gc():
         return _plan(name, app, config, gate, python, cwd, env, timeout, factory, upstream, status, console_path,
@@ -156,7 +163,12 @@ def _plan(name: str, app: str, config: str, gate: str | None, python: str | None
         fast, fast_off = None, "turned off (fast_path=False)"
     else:
         fast, fast_off = choose_fast_path(inspection)
-    rendered = render(compiled, name, status=status, header=header, fast=fast)
+    intercept: tuple[str, ...] = ()
+    if intercept_errors:
+        used = {d for loc in inspection.locations for d, _, _ in loc.own if d in PASS_DIRECTIVES}
+        intercept = tuple(sorted(used)) or ("proxy_pass",)
+    rendered = render(compiled, name, status=status, header=header, fast=fast, strict_paths=strict_paths,
+                      intercept_errors=intercept)
     done = time.perf_counter()
     timings = {
         # CPU seconds of this process and the extractor beyond the app's import: the figure a busy machine
@@ -166,12 +178,15 @@ def _plan(name: str, app: str, config: str, gate: str | None, python: str | None
         "extract_process": extracted - started - float(table.get("import_seconds", 0.0)),
         "compile_render_inspect": done - extracted,
     }
+    modes = [] if strict_paths else ["strict paths off"]
+    if intercept:
+        modes.append("NGINX answers the app's 500s")
     current = {name: swap.read(name), gate_path: swap.read(gate_path)}
     log.info("phoenix allowlist: %d routes of %s rendered in %.3fs (app import %.3fs)", len(compiled.patterns),
              table["app"], done - started, timings["app_import"])
     if fast_off:
         log.info("phoenix allowlist: no fast path for %s: %s", table["app"], fast_off)
-    return Plan(name, gate_path, table, compiled, rendered, inspection, current, timings, problems, fast_off)
+    return Plan(name, gate_path, table, compiled, rendered, inspection, current, timings, problems, fast_off, modes)
 
 
 def apply(p: Plan, nginx: str = "nginx", prefix: str | None = None) -> list[str]:
