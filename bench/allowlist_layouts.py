@@ -4,7 +4,7 @@
 
 For each layout (a server shape the allowlist must guard, see ``LAYOUTS``), each app size (N routes,
 half static ``/s<i>``, half ``/d<i>/<int:id>``) and ``pcre_jit`` off/on it measures, for the last
-dynamic route (``/d<N-1>/12345``) and, with ``--static``, the last static one:
+dynamic route (``/d<N-1>/12345``) and, with ``--routes dynamic,static``, the last static one:
 
 * **CPU per request**: user+system CPU time of the single NGINX process (``/proc/<pid>/stat``) while
   wrk (keep-alive, one thread) hammers it, divided by wrk's request count; allowlist and baseline
@@ -167,7 +167,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--requests", type=int, default=2000, help="keep-alive requests under callgrind")
-    ap.add_argument("--static", action="store_true", help="also measure the last static route")
+    ap.add_argument("--routes", default="dynamic", help="dynamic, static or both (dynamic,static)")
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--no-wrk", action="store_true")
     args = ap.parse_args()
@@ -181,9 +181,8 @@ def main() -> int:
               f"{os.cpu_count()} cores; ratios = allowlist / the same config without it (same run)")
         for n in (int(s) for s in args.sizes.split(",")):
             app = make_app(app_dir, n)
-            targets = [("dynamic", last_dynamic(n))]
-            if args.static:
-                targets.append(("static", f"/s{n - 1 if (n - 1) % 2 == 0 else n - 2}"))
+            every = {"dynamic": last_dynamic(n), "static": f"/s{n - 1 if (n - 1) % 2 == 0 else n - 2}"}
+            targets = [(kind, every[kind]) for kind in args.routes.split(",")]
             for layout in args.layouts.split(","):
                 built = tmpdir / f"n{n}" / layout / "built"
                 runs = [build(built, app_dir, app, layout) for _ in range(3)]

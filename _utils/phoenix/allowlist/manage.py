@@ -7,15 +7,15 @@ returning a Salt-style result dict, so the state module and the stand-alone comm
 
 from __future__ import annotations
 
-import contextlib
 import difflib
+import functools
 import gc
 import logging
 import os
 import resource
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from . import swap
 from .errors import AllowlistError, ConfigError
@@ -29,6 +29,7 @@ from .validate import nginx_test
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "/etc/nginx/nginx.conf"
+T = TypeVar("T")
 
 
 def default_gate(maps_path: str) -> str:
@@ -85,23 +86,27 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-@contextlib.contextmanager
-def _without_gc():
+def _gc_paused(func: Callable[..., T]) -> Callable[..., T]:
     """Pause the cyclic garbage collector while a route table becomes the include.
 
     Each collection traverses every live object, and the table, its patterns and the rendered lines of a
     5,000-route app are a few hundred thousand: collections took three quarters of the time. Nothing
     made here needs the collector (no reference cycles); it runs again on the way out.
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+    @functools.wraps(func)
+    def paused(*args: Any, **kwargs: Any) -> T:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return paused
 
 
+@_gc_paused
 def plan(
     name: str,
     app: str,
@@ -129,14 +134,6 @@ def plan(
     segments, ``//``) when the normalised path is allowed. ``intercept_errors=True`` makes NGINX
     answer the app's 500s with its own error page (the debugger's traceback carries its SECRET).
     """
-    with _without_gc():
-        return _plan(name, app, config, gate, python, cwd, env, timeout, factory, upstream, status, console_path,
-                     strict, fast_path)
-
-
-def _plan(name: str, app: str, config: str, gate: str | None, python: str | None, cwd: str | None,
-          env: Mapping[str, str] | None, timeout: float, factory: bool, upstream: str | None, status: int,
-          console_path: str | list[str] | None, strict: bool, fast_path: bool) -> Plan:
     started = time.perf_counter()
     cpu = _cpu()
     gate_path = gate or default_gate(name)
