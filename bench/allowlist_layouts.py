@@ -204,7 +204,8 @@ def main() -> int:
                         ngx.stop()
                 print(f"\n== {n} routes, layout {layout}: {fast}\n   include produced in app import "
                       f"{t['app_import']:.3f}s + rest {rest:.3f}s (extractor process {t['extract_process']:.3f}s, "
-                      f"compile+render+inspect {t['compile_render_inspect']:.3f}s); allowlist files {size / 1024:.0f} KiB; "
+                      f"compile+render+inspect {t['compile_render_inspect']:.3f}s; CPU beyond the import "
+                      f"{t.get('rest_cpu', 0):.3f}s); allowlist files {size / 1024:.0f} KiB; "
                       f"nginx -t {side[True][1]:.3f}s vs {side[False][1]:.3f}s; worker RSS {side[True][0] / 1024:.1f} "
                       f"vs {side[False][0] / 1024:.1f} MiB", flush=True)
                 for jit in (j == "on" for j in args.jit.split(",")):
