@@ -32,13 +32,20 @@ cannot carry Werkzeug's ``__debugger__``, and nothing NGINX decoded or normalise
 them off the test is ``if ($args)``). Any other request (a query, HEAD, another method, another path under the prefix)
 asks the full map chain, so the decision is the gate's in every case.
 
+Static rules get an exact ``location = "/path"`` each, with the same three checks.
+
 NGINX inherits every directive of the app's location into nested locations except its content
-handler, its rewrite-module directives and a few others, and a ``^~`` prefix stops NGINX from
-trying the server's regex locations. So the fast path is only used when copying the handler is
-exact: one location reaches the app, it includes the gate itself, it is a prefix location with one
-``*_pass`` directive (a ``proxy_pass`` without a URI part) and nothing that nested locations would
-lose, it has no nested locations of its own and its server has no regex locations. Otherwise
-:func:`choose` says why and the gate alone decides, with the same result, only slower.
+handler, its rewrite-module directives, ``limit_except`` and a few others. The handler is copied, and so
+are the location's ``if``/``set``/``return``/``break`` and ``limit_except`` blocks, in their order around the
+gate's include (``FastPath.before``/``after``). NGINX tries the regex locations of the server (and those
+nested in the app's location) only when no nested location matched, so a fast-path regex that could match
+one of the user's regexes carries a negative lookahead of it (``_guard``, tested by PCRE itself; skipped
+where every match of the user's regex needs a character the rule never produces, ``_relevant``), and the
+prefixes are plain prefix locations, after which NGINX still tries the user's regexes. Exact locations are
+left out where Python cannot rule out that a user regex matches them. Nothing of ours goes under a location
+the user nested in the app's (``FastPath.taken``). :func:`choose` says why when the fast path stays off
+(several locations reach the app, a URI part, ``rewrite``, ...); the gate alone then decides, with the same
+result, only slower.
 """
 
 from __future__ import annotations
@@ -314,24 +321,27 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         out.append(f"{indent}if ({v}_fast = 0) {{ return {int(status)}; }}")
         return out + [*(indent + d for d in fast.after), f"{indent}{fast.handler}"]
 
-    lines: list[str] = []
+    # NGINX sorts each level's locations with an insertion sort (ngx_queue_sort): in its own order
+    # (name bytes, exact before prefix) that is one step per location, in any other thousands each
+    blocks: list[tuple[bytes, int, list[str]]] = []
     count = 0
-    for path in sorted(exact):
-        lines += [f"location = {quote(path)} {{", *body(exact[path], "    "), "}"]
+    for path, methods in exact.items():
+        blocks.append((path.encode(), 0, [f"location = {quote(path)} {{", *body(methods, "    "), "}"]))
         count += 1
     keyword = "^~ " if not fast.guard else ""  # a plain prefix lets the user's regexes be tried after ours
-    for head in sorted(groups):
-        lines.append(f"location {keyword}{quote(head)} {{")
-        for regex, methods in groups[head].items():
+    for head, rules in groups.items():
+        block = [f"location {keyword}{quote(head)} {{"]
+        for regex, methods in rules.items():
             anchored = "^" + _guard(_relevant(fast.guard, regex)) + "(?:" + regex + r")\z"
-            lines += [f"    location ~ {quote(anchored)} {{", *body(methods, "    " * 2), "    }"]
+            block += [f"    location ~ {quote(anchored)} {{", *body(methods, "    " * 2), "    }"]
             count += 1
         fallback = [*fast.before, gate, *fast.after, fast.handler]
-        lines += [*("    " + d for d in fallback), "}"]
+        blocks.append((head.encode(), 1, [*block, *("    " + d for d in fallback), "}"]))
         # NGINX answers the prefix without its slash (/users) with its own 301 to /users/ when a
         # prefix location ending in "/" holds a *_pass; an exact location is found first and stops that
         if head[:-1] not in exact:  # a static rule's own exact location does that already
-            lines.append(f"location = {quote(head[:-1])} {{ {' '.join(fallback)} }}")
+            blocks.append((head[:-1].encode(), 0, [f"location = {quote(head[:-1])} {{ {' '.join(fallback)} }}"]))
+    lines = [line for _, _, block in sorted(blocks, key=lambda b: (b[0], b[1])) for line in block]
     return lines, count, len(groups)
 
 
