@@ -76,7 +76,8 @@ def render(name: str, app: str, python: str | None = None, cwd: str | None = Non
 
     .. code-block:: bash
 
-        salt '*' nginx_whitelist.render /etc/nginx/conf.d/myapp.allowlist.conf 'myapp:app' cwd=/srv/app
+        salt '*' nginx_whitelist.render /etc/nginx/conf.d/myapp.allowlist.conf 'myapp:app' \\
+            python=/srv/app/venv/bin/python cwd=/srv/app
     """
     try:
         table = _extract(app, python=python, cwd=cwd, timeout=timeout, factory=factory)
@@ -128,7 +129,7 @@ def probe(url: str, app: str, python: str | None = None, cwd: str | None = None,
 
     .. code-block:: bash
 
-        salt '*' nginx_whitelist.probe http://127.0.0.1:80 'myapp:app' cwd=/srv/app
+        salt '*' nginx_whitelist.probe http://127.0.0.1:80 'myapp:app' python=/srv/app/venv/bin/python cwd=/srv/app
     """
     try:
         table = _extract(app, python=python, cwd=cwd, factory=factory)

@@ -26,6 +26,7 @@ try:
     import phoenix.rebuild.target
     import phoenix.rebuild.trigger
     import phoenix.rebuild.watch
+    import phoenix.saltglue
 
     HAS_PHOENIX = True
     IMPORT_ERROR = ""
@@ -51,63 +52,32 @@ def __virtual__():
     return __virtualname__
 
 
-# -- helpers ----------------------------------------------------------------------------------------
-def _section(source: dict[str, Any], path: str) -> dict[str, Any]:
-    node: Any = source
-    for part in path.split(":"):
-        if not isinstance(node, dict):
-            return {}
-        node = node.get(part)
-    return node if isinstance(node, dict) else {}
-
-
+# -- helpers: every setting is read through phoenix.saltglue (works with Salt 3008's loader context) --
 def _aws(**overrides: Any) -> "phoenix.aws.AWS":
-    try:
-        settings = phoenix.aws.settings_from(
-            _section(__opts__, "phoenix:aws"),
-            _section(__pillar__, "phoenix:aws"),
-            {k: v for k, v in overrides.items() if v is not None},
-        )
-    except ValueError as exc:
-        raise SaltInvocationError(str(exc)) from None
-    return phoenix.aws.AWS(settings)
+    return phoenix.saltglue.aws(__opts__, __pillar__, overrides)
 
 
 def _options(**overrides: Any) -> "phoenix.rebuild.options.RebuildOptions":
     try:
-        return phoenix.rebuild.options.options_from(
-            _section(__opts__, "phoenix:rebuild"),
-            _section(__pillar__, "phoenix:rebuild"),
-            {k: v for k, v in overrides.items() if v is not None},
-        )
-    except phoenix.rebuild.errors.RebuildError as exc:
+        conf, pil = phoenix.saltglue.layered(__opts__, __pillar__, "phoenix:rebuild")
+        return phoenix.rebuild.options.options_from(conf, pil, {k: v for k, v in overrides.items() if v is not None})
+    except (phoenix.rebuild.errors.RebuildError, ValueError) as exc:
         raise SaltInvocationError(str(exc)) from None
 
 
 def _defaults(stack: str | None, group: str | None) -> tuple[str | None, str | None]:
     if stack or group:
         return stack, group
-    section = _section(__pillar__, "phoenix:rebuild") or _section(__opts__, "phoenix:rebuild")
+    try:
+        section = phoenix.saltglue.settings(__opts__, __pillar__, "phoenix:rebuild")
+    except ValueError as exc:
+        raise SaltInvocationError(str(exc)) from None
     return section.get("stack"), section.get("group")
 
 
 def _emitter():
     """How to put an event on a bus from where this runs (None: logs only)."""
-    if __opts__.get("__role") == "master":
-        import salt.utils.event
-
-        def fire_master(tag: str, data: dict[str, Any]) -> bool:
-            with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as bus:
-                return bus.fire_event(data, tag)
-
-        return fire_master
-    if __opts__.get("file_client") == "local" or __opts__.get("local") or __opts__.get("master_type") == "disable":
-        return None
-
-    def send(tag: str, data: dict[str, Any]) -> bool:
-        return __salt__["event.send"](tag, data)
-
-    return send
+    return phoenix.saltglue.emitter(__opts__, __salt__)
 
 
 def _aws_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,11 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "rebuild"
 
+try:
+    from phoenix.aws import SETTING_KEYS as _AWS_KEYS
+except ImportError:  # pragma: no cover - __virtual__ of the execution module reports it
+    _AWS_KEYS = ()
+
 
 def __virtual__():
     if "rebuild.cycle" in __salt__:
@@ -57,7 +62,7 @@ def fresh(
     if not stack and not group:
         stack = name
     kwargs = {k: v for k, v in kwargs.items() if not k.startswith("__")}
-    aws_keys = {"region", "profile", "endpoint_url", "max_attempts", "connect_timeout", "read_timeout"}
+    aws_keys = set(_AWS_KEYS)
     status_kwargs = {k: v for k, v in kwargs.items() if k in aws_keys}
     try:
         current = __salt__["rebuild.status"](stack=stack, group=group, max_age=max_age, **status_kwargs)

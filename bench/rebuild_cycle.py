@@ -1,6 +1,7 @@
 """Benchmark: one rebuild cycle of N instances on localcloud (run on demand, not part of the test suite).
 
-    PYTHONPATH=_utils:. /work/venv/bin/python bench/rebuild_cycle.py [--instances 10] [--boot 1] [--provision 2]
+    bash bench/run.sh rebuild [--instances 10] ...     # or, in the checkout's venv (scripts/bootstrap.sh):
+    PYTHONPATH=_utils:. .venv/bin/python bench/rebuild_cycle.py [--instances 10] [--boot 1] [--provision 2]
         [--batch 1] [--strategy cloudformation|instance_refresh|both] [--poll-initial 0.5] [--poll-max 5]
 
 Prints, per strategy:

@@ -1,7 +1,8 @@
-"""``python -m localcloud [--port N] [--boot-seconds S] [--clock-rate R] [--region R] [--agent MOD:ATTR | --agent-command CMD]``
+"""phoenix-localcloud (or python -m localcloud): one local AWS region on 127.0.0.1, for tests and demos.
 
 Starts localcloud, prints its endpoint (one line) on stdout, runs until SIGTERM or SIGINT, then stops
-cleanly (background work, HTTP server, instance agents, moto state).
+cleanly (background work, HTTP server, instance agents, moto state). Needs the ``localcloud`` extra
+(moto): ``pip install 'phoenix-salt[localcloud]'``.
 """
 
 from __future__ import annotations
@@ -9,17 +10,29 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import shlex
 import signal
 import sys
 import threading
+from typing import Any
 
-from localcloud.agents import InstanceAgent, SubprocessAgent
-from localcloud.cloud import LocalCloud
+DESCRIPTION = ("One local AWS region on 127.0.0.1 for tests and demos (moto plus lifecycle hooks, rolling "
+               "updates, instance refresh and stack policies). Prints its endpoint, then runs until stopped "
+               "(SIGTERM or Ctrl-C). Never for production.")
+MISSING_EXTRA = ("{prog} needs moto, which comes with the localcloud extra: pip install 'phoenix-salt[localcloud]' "
+                 "({error})")
 
 
-def load_agent(spec: str) -> InstanceAgent:
+def _prog() -> str:
+    name = os.path.basename(sys.argv[0] or "")
+    return "python -m localcloud" if name in ("__main__.py", "-m", "") else name
+
+
+def load_agent(spec: str) -> Any:
     """``module:attr`` naming an agent object, or a class/factory called without arguments."""
+    from localcloud.agents import InstanceAgent
+
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise SystemExit(f"--agent wants MODULE:ATTR, got {spec!r}")
@@ -33,7 +46,8 @@ def load_agent(spec: str) -> InstanceAgent:
 
 def main(argv: list[str] | None = None) -> int:
     """Run localcloud until signalled."""
-    parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__.splitlines()[0])
+    prog = _prog()
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--boot-seconds", type=float, default=1.0,
                         help="virtual seconds an instance spends in Pending before its hooks/InService")
@@ -46,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     agents.add_argument("--agent-command", metavar="CMD",
                         help="run CMD plus the instance id as one process per instance (stopped with it)")
     args = parser.parse_args(argv)
+    try:  # only now: --help works without the extra
+        from localcloud.agents import InstanceAgent, SubprocessAgent
+        from localcloud.cloud import LocalCloud
+    except ImportError as exc:
+        print(MISSING_EXTRA.format(prog=prog, error=exc), file=sys.stderr)
+        return 1
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 

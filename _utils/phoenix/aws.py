@@ -11,6 +11,11 @@ caller's keyword arguments, each as a plain ``phoenix:aws`` dict::
         max_attempts: 8         # botocore adaptive retry mode (throttling)
         connect_timeout: 5
         read_timeout: 30
+        ambient_region: false   # true: take the region from AWS_DEFAULT_REGION / the profile instead
+
+A region is required: without ``region`` (and without ``ambient_region: true``) every Phoenix AWS call is
+refused, so a typo or a pillar that did not reach the minion can never send a rebuild to boto3's default
+region and account.
 
 Every call goes through :meth:`AWS.call`, which turns botocore failures into :class:`PhoenixAWSError`
 naming the action, the resource and AWS's own message, and :class:`PhoenixEndpointError` when the
@@ -26,7 +31,8 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 #: keys accepted under ``phoenix:aws``
-SETTING_KEYS = ("region", "profile", "endpoint_url", "max_attempts", "connect_timeout", "read_timeout")
+SETTING_KEYS = ("region", "profile", "endpoint_url", "max_attempts", "connect_timeout", "read_timeout",
+                "ambient_region")
 
 
 class PhoenixAWSError(Exception):
@@ -65,6 +71,7 @@ class AWSSettings:
     max_attempts: int = 8
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    ambient_region: bool = False
 
     def describe(self) -> str:
         """Human description for error messages and logs (no secrets)."""
@@ -79,7 +86,27 @@ def _coerce(key: str, value: Any) -> Any:
         return int(value)
     if key in ("connect_timeout", "read_timeout"):
         return float(value)
+    if key == "ambient_region":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(f"phoenix:aws:ambient_region: expected true or false, got {value!r}")
     return str(value)
+
+
+NO_REGION = ("no AWS region configured: set phoenix:aws:region in pillar (or in the minion/master config), "
+             "or set phoenix:aws:ambient_region: true to use AWS_DEFAULT_REGION / the profile's region")
+
+
+def require_region(settings: AWSSettings) -> AWSSettings:
+    """``settings`` when they name a region (or allow the ambient one); ``ValueError`` otherwise."""
+    if not settings.region and not settings.ambient_region:
+        raise ValueError(NO_REGION)
+    return settings
 
 
 def settings_from(*sources: Mapping[str, Any] | None) -> AWSSettings:
@@ -146,15 +173,9 @@ class AWS:
                 from botocore.config import Config
 
                 session = self._get_session()
-                region = self.settings.region or session.region_name
+                region = self.settings.region or (session.region_name if self.settings.ambient_region else None)
                 if not region:
-                    raise PhoenixAWSError(
-                        "CreateClient",
-                        service,
-                        "no AWS region configured: set phoenix:aws:region in pillar or the minion/master "
-                        "config, or AWS_DEFAULT_REGION",
-                        "NoRegion",
-                    )
+                    raise PhoenixAWSError("CreateClient", service, NO_REGION, "NoRegion")
                 config = Config(
                     region_name=region,
                     retries={"mode": "adaptive", "max_attempts": self.settings.max_attempts},
@@ -269,5 +290,6 @@ __all__: Iterable[str] = [
     "PhoenixEndpointError",
     "SETTING_KEYS",
     "settings_from",
+    "require_region",
     "with_overrides",
 ]

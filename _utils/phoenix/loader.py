@@ -17,6 +17,7 @@ KINDS = {
     "states": "_states",
     "runners": "_runners",
     "engines": "_engines",
+    "pillar": "_pillar",
 }
 
 

@@ -110,7 +110,8 @@ BAD = [
     ({"app": "empty_app:app"}, "no routable rules"),
     ({"app": "demo_app:nothing"}, "no attribute 'nothing'"),
     ({"app": "demo_app:app", "config": "/nonexistent/nginx.conf"}, "/nonexistent/nginx.conf' does not exist"),
-    ({"app": "demo_app:app", "extra": ["upstream=127.0.0.1:1"]}, "no location passes requests to the app"),
+    ({"app": "demo_app:app", "extra": ["upstream=127.0.0.1:1"]},
+     "upstream '127.0.0.1:1' is not passed to by any location"),
     ({"app": "demo_app:app", "extra": ["status=1000"]}, "nginx -t rejected the configuration"),
 ]
 
@@ -142,7 +143,7 @@ def test_an_include_that_nothing_references_fails_loudly(env, tmp_path):
     ngx = site.nginx(gated=False)  # the location proxies to the app without the gate
     ret = managed(dict(env, site=site), config=str(ngx.conf))
     assert ret["result"] is False
-    assert "does not include the gate" in ret["comment"] and "location /" in ret["comment"]
+    assert "do not include the gate" in ret["comment"] and "location /" in ret["comment"]
     assert not site.gate.exists() and not site.maps.exists()
 
 
@@ -152,7 +153,7 @@ def test_maps_that_the_http_block_does_not_include_fail_loudly(env, tmp_path):
     ngx.conf.write_text(ngx.conf.read_text().replace(f"include {site.maps};", ""))
     ret = managed(dict(env, site=site), config=str(ngx.conf))
     assert ret["result"] is False
-    assert "maps file is not included in the http context" in ret["comment"]
+    assert f"the maps file {site.maps} is not included in the http context" in ret["comment"]
     assert not site.gate.exists() and not site.maps.exists()
 
 

@@ -8,6 +8,7 @@ import json
 import time
 
 import pytest
+import yaml
 
 from localcloud import LocalCloud
 from tests.integration.test_rebuild_localcloud import (CREDS, REPO, Provisioner, in_service,
@@ -48,18 +49,26 @@ def aws_clients(cloud):
 
 
 @pytest.fixture(scope="module")
-def salt_master(salt_factories, cloud):
+def salt_master(salt_factories, cloud, tmp_path_factory):
+    """The master: its own config names localcloud (for orchestration, which runs on the master), and its
+    pillar tree (pillar_roots + top.sls) gives the minion every setting: the minion's config has none."""
+    pillar_root = tmp_path_factory.mktemp("master-pillar")
+    (pillar_root / "top.sls").write_text("base:\n  'rebuild-minion':\n    - phoenix\n")
+    (pillar_root / "phoenix.sls").write_text(yaml.safe_dump({"phoenix": {
+        "aws": {"endpoint_url": cloud.endpoint, "region": "us-east-1", "max_attempts": 2},
+        "rebuild": {"stack": "web", "max_age": "6h"}}}))
     aws = {"phoenix": {"aws": {"endpoint_url": cloud.endpoint, "region": "us-east-1", "max_attempts": 2}}}
     factory = salt_factories.salt_master_daemon(
-        "rebuild-master", overrides={"auto_accept": True, "interface": "127.0.0.1", **LOADER_DIRS, **aws})
+        "rebuild-master", overrides={"auto_accept": True, "interface": "127.0.0.1", **LOADER_DIRS, **aws,
+                                     "pillar_roots": {"base": [str(pillar_root)]}})
     with factory.started(start_timeout=120):
         yield factory
 
 
 @pytest.fixture(scope="module")
 def salt_minion(salt_master, cloud):
-    aws = {"phoenix": {"aws": {"endpoint_url": cloud.endpoint, "region": "us-east-1", "max_attempts": 2}}}
-    factory = salt_master.salt_minion_daemon("rebuild-minion", overrides={**LOADER_DIRS, **aws})
+    factory = salt_master.salt_minion_daemon("rebuild-minion", overrides={**LOADER_DIRS})
+    assert "phoenix" not in factory.config  # every Phoenix setting of this minion comes from the master's pillar
     with factory.started(start_timeout=120):
         yield factory
 
@@ -106,3 +115,15 @@ def test_minion_cycle_events_reach_the_master(salt_master, salt_minion, cloud, a
     event = finished[-1].data
     # sent by a minion: the master wraps it, with the minion's (authenticated) id beside the payload
     assert event["id"] == salt_minion.id and event["data"]["replaced"] == 4
+
+
+def test_minion_reads_its_settings_from_the_masters_pillar(salt_master, salt_minion, cloud, aws_clients):
+    """rebuild.status with no argument on a minion whose config has no Phoenix setting: region, endpoint,
+    stack and max_age all come from the pillar the master compiled for it."""
+    fleet = make_fleet(cloud, cloud.provisioner, aws_clients)
+    cloud.api_calls(reset=True)
+    ret = salt_minion.salt_call_cli(timeout=120).run("rebuild.status")
+    assert ret.returncode == 0, ret.stdout + ret.stderr
+    assert ret.data["stack"] == "web" and ret.data["group"] == fleet["group"] and ret.data["count"] == 4
+    assert ret.data["max_age_seconds"] == 6 * 3600
+    assert cloud.api_calls().get("cloudformation:DescribeStacks")  # it went to localcloud

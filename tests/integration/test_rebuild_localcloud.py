@@ -451,3 +451,65 @@ def salt_local(tmp_path_factory):
         return devtools_salt_call(conf, *args, env=env, timeout=600, log_level="info", check=check)
 
     return run
+
+
+# -- settings only in a real pillar file (pillar_roots + top.sls), issue 7 item 2 ----------------------
+@pytest.fixture(scope="module")
+def pillar_local(tmp_path_factory):
+    """``salt-call --local`` whose minion config has no ``phoenix`` key: every setting comes from pillar files.
+
+    The environment points boto3's own defaults elsewhere (region eu-west-3, endpoint a closed loopback
+    port): a setting that did not come from pillar shows up as a wrong region or an unreachable endpoint,
+    never as traffic off this machine.
+    """
+    from devtools.nginx import free_port
+    from devtools.saltcall import write_minion_config
+
+    root = tmp_path_factory.mktemp("salt-pillar-lc")
+    conf = write_minion_config(root, REPO, extra={"id": "rebuild-pillar"})
+    assert "phoenix" not in yaml.safe_load((conf / "minion").read_text())
+    (root / "pillar" / "top.sls").write_text("base:\n  '*':\n    - phoenix\n")
+    env = {**os.environ, **CREDS, "AWS_DEFAULT_REGION": "eu-west-3",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+
+    def run(pillar: dict[str, Any], *args: str, **env_changes: str):
+        (root / "pillar" / "phoenix.sls").write_text(yaml.safe_dump({"phoenix": pillar}))
+        return devtools_salt_call(conf, *args, env={**env, **env_changes}, timeout=300)
+
+    return run
+
+
+def test_salt_call_reads_region_endpoint_and_stack_from_a_pillar_file(cloud, provisioner, aws_clients,
+                                                                      pillar_local):
+    fleet = make_fleet(cloud, provisioner, aws_clients)
+    pillar = {"aws": {"region": "us-east-1", "endpoint_url": cloud.endpoint, "max_attempts": 2},
+              "rebuild": {"stack": fleet["stack"], "max_age": "12h"}}
+    cloud.api_calls(reset=True)
+    rc, out, err = pillar_local(pillar, "rebuild.status")  # no stack=, no region=, no endpoint_url=
+    assert rc == 0, err
+    assert out["stack"] == fleet["stack"] and out["group"] == fleet["group"] and out["count"] == 4
+    assert out["max_age_seconds"] == 12 * 3600  # phoenix:rebuild:max_age
+    assert cloud.api_calls().get("cloudformation:DescribeStacks")  # the calls reached localcloud
+    # the region really is pillar's: the same fleet is not found when pillar names another one
+    wrong = {**pillar, "aws": {**pillar["aws"], "region": "ap-south-1"}}
+    rc, _, err = pillar_local(wrong, "rebuild.status")
+    assert rc != 0 and f"CloudFormation stack '{fleet['stack']}' does not exist" in err
+
+
+def test_salt_call_without_a_region_refuses_before_any_aws_call(cloud, provisioner, aws_clients, pillar_local):
+    from phoenix.aws import NO_REGION
+
+    fleet = make_fleet(cloud, provisioner, aws_clients)
+    pillar = {"aws": {"endpoint_url": cloud.endpoint, "max_attempts": 2}, "rebuild": {"stack": fleet["stack"]}}
+    ambient = {"AWS_DEFAULT_REGION": "us-east-1"}  # boto3's default region would find the fleet
+    cloud.api_calls(reset=True)
+    for fn in ("rebuild.status", "rebuild.preflight", "rebuild.cycle"):
+        rc, out, err = pillar_local(pillar, fn, **ambient)
+        assert rc != 0 and NO_REGION in err, (fn, out, err)
+        assert "Traceback" not in err
+    assert cloud.api_calls() == {}  # refused before boto3 was ever asked
+    # asking for the ambient region is the documented way out (pillar.example: ambient_region)
+    allowed = {**pillar, "aws": {**pillar["aws"], "ambient_region": True}}
+    rc, out, err = pillar_local(allowed, "rebuild.status", **ambient)
+    assert rc == 0 and out["group"] == fleet["group"], err
+

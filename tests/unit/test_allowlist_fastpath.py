@@ -121,7 +121,7 @@ def test_rendered_fast_path():
     # per prefix a regex location, a fallback and an exact location for the prefix without its slash;
     # and the static rule's exact location
     assert gate.count("uwsgi_pass 127.0.0.1:9;") == 3 * 3 + 1
-    assert 'location = "/users" { if ($phoenix_x_11f6ad_allow = 0) { return 403; } uwsgi_pass 127.0.0.1:9; }' in gate
+    assert 'location = "/users" { if ($phoenix_x_allow = 0) { return 403; } uwsgi_pass 127.0.0.1:9; }' in gate
     assert "/<username>" not in gate  # a dynamic first segment: the maps
     assert gate.count('location = "/static" {') == 1  # a static rule: an exact location
     assert rendered.fast.startswith("fast path: 4 rules in 3 prefix and 1 exact locations")

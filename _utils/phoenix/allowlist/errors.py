@@ -19,3 +19,7 @@ class ConfigError(AllowlistError):
 
 class ValidationError(AllowlistError):
     """``nginx -t`` rejected the configuration with the candidate in place."""
+
+
+class ReloadError(AllowlistError):
+    """``nginx -s reload`` failed after ``nginx -t`` passed (NGINX not running, wrong pid file)."""

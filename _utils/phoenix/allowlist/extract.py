@@ -56,9 +56,23 @@ def extract(
             f"without a route table: {' | '.join(tail) or 'no output'}"
         ) from None
     if "error" in doc:
-        err = doc["error"]
-        detail = err.get("detail", "").strip().splitlines()
-        where = f" ({detail[-1]})" if detail and err.get("kind") == "import" else ""
-        raise ExtractError(err["message"] + where)
+        raise ExtractError(_error_message(doc["error"], interpreter, given=python is not None))
     doc["run_seconds"] = elapsed
     return doc
+
+
+def _error_message(err: Mapping[str, Any], interpreter: str, given: bool) -> str:
+    """The extractor's error, once, with what to do when the app's packages are not importable."""
+    message = err["message"]
+    detail = err.get("detail", "").strip().splitlines()
+    if err.get("kind") == "import" and detail and detail[-1].strip() not in message:
+        message += f" ({detail[-1].strip()})"  # the traceback's last line, when it says more
+    if err.get("kind") == "import" and err.get("exception") in ("ModuleNotFoundError", "ImportError"):
+        if given:
+            message += (f". The interpreter {interpreter} cannot import it: is it the app's own (its "
+                        "virtualenv's bin/python), with the app's requirements installed?")
+        else:
+            message += (f". It was imported with Phoenix's own interpreter ({interpreter}) because no "
+                        "interpreter was given: the app's own is needed, e.g. python=/srv/myapp/venv/bin/python "
+                        "(phoenix-allowlist --python /srv/myapp/venv/bin/python)")
+    return message

@@ -27,8 +27,9 @@ import traceback
 SCHEMA = 1
 
 
-def _fail(out, code: int, kind: str, message: str, detail: str = "") -> None:
-    out.write(json.dumps({"schema": SCHEMA, "error": {"kind": kind, "message": message, "detail": detail}}))
+def _fail(out, code: int, kind: str, message: str, detail: str = "", exception: str = "") -> None:
+    error = {"kind": kind, "message": message, "detail": detail, "exception": exception}
+    out.write(json.dumps({"schema": SCHEMA, "error": error}))
     out.flush()
     sys.exit(code)
 
@@ -181,6 +182,7 @@ def main(argv: list[str]) -> None:
             "import",
             f"app {spec!r} failed to import in {os.getcwd()!r}: {type(exc).__name__}: {exc}",
             "".join(traceback.format_exception(exc)[-12:]),
+            type(exc).__name__,
         )
     import_seconds = time.perf_counter() - started
     import_cpu_seconds = time.process_time() - started_cpu

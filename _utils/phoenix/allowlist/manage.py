@@ -21,8 +21,8 @@ from . import swap
 from .errors import AllowlistError, ConfigError
 from .extract import extract
 from .fastpath import choose as choose_fast_path
-from .nginxconf import PASS_DIRECTIVES, Inspection, inspect
-from .render import Rendered, render
+from .nginxconf import PASS_DIRECTIVES, Inspection, inspect, is_generated
+from .render import Rendered, app_id, render
 from .rules import Compiled, compile_routes
 from .validate import nginx_test
 
@@ -148,14 +148,25 @@ def plan(
         + [f"note: {n}" for n in compiled.notes]
     )
     inspection = inspect(config, name, gate_path, upstream=upstream)
+    wrong_upstream = inspection.upstream_not_found()
+    if wrong_upstream:  # a typo, in test mode too: "would be updated" would hide it
+        raise ConfigError(wrong_upstream)
+    aid = app_id(name)
+    clash = [f for f in inspection.http_includes if os.path.abspath(f) != os.path.abspath(name)
+             and app_id(f) == aid and is_generated(f)]
+    if clash:  # NGINX would let one app's maps silently decide for the other
+        raise ConfigError(f"the allowlist {clash[0]}, also included in the http context of {config}, uses the same "
+                          f"NGINX variables ($phoenix_{aid}_*) as {name}: give the maps files different names")
     problems = inspection.problems()
     if problems:
+        meant = inspection.meant()
+        fix = f"If you meant {meant}, name that file; otherwise include " if meant else "Include "
         message = (f"the allowlist for {table['app']} would not protect it in {config}: " + "; ".join(problems)
-                   + f". Include {name} in the http block and {gate_path} in each location that reaches the app.")
+                   + f". {fix}{name} in the http block and {gate_path} in each location that reaches the app.")
         if strict:
             raise ConfigError(message)
         problems = [message]
-        fast, fast_off = None, "the configuration does not include the allowlist yet"
+        fast, fast_off = None, "the configuration does not protect the app yet (see the warning)"
     elif not fast_path:
         fast, fast_off = None, "turned off (fast_path=False)"
     else:
@@ -197,11 +208,16 @@ def apply(p: Plan, nginx: str = "nginx", prefix: str | None = None) -> list[str]
 
 
 def managed(name: str, test: bool = False, nginx: str = "nginx", prefix: str | None = None,
-            **kwargs: Any) -> dict[str, Any]:
-    """Salt-style ``{name, result, changes, comment}`` for the allowlist at ``name``."""
+            strict: bool | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Salt-style ``{name, result, changes, comment}`` for the allowlist at ``name``.
+
+    ``strict`` (default: not ``test``): fail when the configuration does not include the files where they
+    protect the app. Salt's test mode is lenient (an earlier state of the run may deploy the site config);
+    the command line is strict in ``--test`` too, since nothing else will change the config before the run.
+    """
     ret: dict[str, Any] = {"name": name, "result": False, "changes": {}, "comment": ""}
     try:
-        p = plan(name, strict=not test, **kwargs)
+        p = plan(name, strict=not test if strict is None else strict, **kwargs)
     except AllowlistError as exc:
         ret["comment"] = str(exc)
         return ret
@@ -221,7 +237,8 @@ def managed(name: str, test: bool = False, nginx: str = "nginx", prefix: str | N
         ret["comment"] = f"{exc}. The live files were left as they were."
         return ret
     log.info("phoenix allowlist: wrote %s (%s)", ", ".join(written), p.summary())
+    kept = [path + swap.PREVIOUS_SUFFIX for path in written if p.current.get(path) is not None]
+    previous = f" Previous version(s) kept: {', '.join(kept)}." if kept else ""
     ret.update(result=True, changes=changes,
-               comment=f"The allowlist was updated and passed nginx -t: {p.summary()}. "
-                       f"Previous versions kept as *{swap.PREVIOUS_SUFFIX}.{notes}")
+               comment=f"The allowlist was updated and passed nginx -t: {p.summary()}.{previous}{notes}")
     return ret

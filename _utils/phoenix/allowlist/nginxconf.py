@@ -47,6 +47,8 @@ def _lex_unless_skipped(filename: str, *args: Any, **kwargs: Any) -> Any:
 
 crossplane.parser.lex = _lex_unless_skipped
 
+#: the first line of every file Phoenix generates (render.py)
+GENERATED_MARK = "# Phoenix allowlist"
 PASS_DIRECTIVES = ("proxy_pass", "uwsgi_pass", "fastcgi_pass", "scgi_pass", "grpc_pass")
 _NUMBERED_CAPTURE = re.compile(r"\$[1-9]")
 
@@ -82,6 +84,17 @@ class Location:
         return f"location {' '.join(self.args)} ({self.file}:{self.line}, server {self.server})"
 
 
+#: how many items an error lists before "and N more"
+BRIEF = 3
+
+
+def brief(items: list[str], limit: int = BRIEF) -> str:
+    """``a, b, c and 4 more``: error messages stay one readable line however big the config is."""
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
+
+
 @dataclass
 class Inspection:
     """What the configuration says about the app and the allowlist files."""
@@ -90,18 +103,53 @@ class Inspection:
     files: list[str]
     maps_included: list[str] = field(default_factory=list)
     locations: list[Location] = field(default_factory=list)
+    #: every ``*_pass`` of the user's locations: (directive, target, file:line)
+    targets: list[tuple[str, str, str]] = field(default_factory=list)
+    #: files included in the http context (what the maps include was looked for among)
+    http_includes: list[str] = field(default_factory=list)
+    maps_path: str = ""
+    gate_path: str = ""
+    upstream: str | None = None
 
     def problems(self) -> list[str]:
-        """Why the allowlist would not protect the app (empty when it does)."""
+        """Why the allowlist would not protect the app (empty when it does), one short sentence each."""
         out: list[str] = []
         if not self.maps_included:
-            out.append("the allowlist maps file is not included in the http context")
+            found = f"the http context includes {brief(self.http_includes)}" if self.http_includes else \
+                "the http context includes no file"
+            out.append(f"the maps file {self.maps_path} is not included in the http context ({found}"
+                       f"{self._did_you_mean()})")
         if not self.locations:
             out.append("no location passes requests to the app")
-        for loc in self.locations:
-            if not loc.gated:
-                out.append(f"{loc.where()} passes requests to the app but does not include the gate")
+        ungated = [loc.where() for loc in self.locations if not loc.gated]
+        if ungated:
+            out.append(f"{len(ungated)} of {len(self.locations)} location(s) passing requests to the app do not "
+                       f"include the gate {self.gate_path}: {brief(ungated)}")
         return out
+
+    def meant(self) -> str | None:
+        """The file included in the http context that the maps path is probably a typo of, if any."""
+        import difflib
+
+        if self.maps_included:
+            return None
+        close = difflib.get_close_matches(self.maps_path, self.http_includes, n=1, cutoff=0.8)
+        return close[0] if close else None
+
+    def _did_you_mean(self) -> str:
+        meant = self.meant()
+        return f"; did you mean {meant}?" if meant else ""
+
+    def upstream_not_found(self) -> str | None:
+        """The error for an ``upstream`` that no ``*_pass`` names while others exist (a typo), else None."""
+        if self.upstream is None or self.locations or not self.targets:
+            return None
+        found = brief([f"{d} {t} ({where})" for d, t, where in self.targets])
+        hosts = sorted({_target_host(t) for _, t, _ in self.targets})
+        return (f"upstream {self.upstream!r} is not passed to by any location in {self.config} (looked for "
+                f"{'/'.join(PASS_DIRECTIVES)} to that address, or to an upstream block listing it); found "
+                f"{found}. Set upstream (--upstream) as written there, e.g. {hosts[0]}, or leave it out to gate "
+                "every location that passes requests somewhere")
 
 
 def unescape(token: str) -> str:
@@ -122,6 +170,15 @@ def _target_host(target: str) -> str:
     if rest.startswith("unix:"):  # unix:/run/app.sock or unix:/run/app.sock:/uri
         return "unix:" + rest[5:].split(":", 1)[0]
     return rest.split("/", 1)[0]
+
+
+def is_generated(path: str) -> bool:
+    """True for a file Phoenix wrote (its first line is :data:`GENERATED_MARK`)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readline().startswith(GENERATED_MARK)
+    except OSError:
+        return False
 
 
 def parse(config: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -151,7 +208,7 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
         raise ConfigError(f"NGINX config {err.get('file')}:{err.get('line')}: {err.get('error')}")
     prefix = os.path.dirname(os.path.abspath(config))
     files = [c["file"] for c in payload["config"]]
-    result = Inspection(config=config, files=files)
+    result = Inspection(config=config, files=files, maps_path=maps_path, gate_path=gate_path, upstream=upstream)
     upstreams: dict[str, list[str]] = {}
 
     def walk(directives: list[dict[str, Any]], file: str, ctx: tuple[str, ...]) -> Iterator[tuple[dict, str, tuple]]:
@@ -176,6 +233,9 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
 
     maps_abs, gate_abs = os.path.abspath(maps_path), os.path.abspath(gate_path)
     for d, file, ctx in everything:
+        if d["directive"] == "include" and ctx == ("http",) and d["args"]:
+            included = [payload["config"][i]["file"] for i in d.get("includes", [])]
+            result.http_includes.extend(included or [_resolve(d["args"][0], prefix)])
         if d["directive"] == "include" and includes(d, maps_abs):
             if ctx == ("http",):
                 result.maps_included.append(f"{file}:{d['line']}")
@@ -209,8 +269,16 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
         label = " ".join(names) or f"at {file}:{server['line']}"
         scan_locations(server.get("block", []), file, label, server_gated, regex, regexes)
 
+    generated_files: dict[str, bool] = {}
+
     def in_gate(file: str) -> bool:
-        return os.path.abspath(file) == gate_abs
+        """The gate, or another Phoenix-generated file (an allowlist gate under another name): not the user's."""
+        path = os.path.abspath(file)
+        if path == gate_abs:
+            return True
+        if path not in generated_files:
+            generated_files[path] = is_generated(path)
+        return generated_files[path]
 
     def scan_locations(block: list[dict[str, Any]], file: str, server: str, server_gated: bool,
                        regex: list[str], regexes: list[tuple[str, str]]) -> None:
@@ -220,7 +288,9 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
             # the block's own directives (and those in its ifs), includes expanded, the gate's contents left out
             own = [(x, xf, bool(xctx)) for x, xf, xctx in walk(d.get("block", []), f, ())
                    if (not xctx or xctx == ("if",)) and not in_gate(xf)]
-            targets = [x["args"][0] for x, _, _ in own if x["directive"] in PASS_DIRECTIVES and x["args"]]
+            passes = [(x, xf) for x, xf, _ in own if x["directive"] in PASS_DIRECTIVES and x["args"]]
+            result.targets.extend((x["directive"], x["args"][0], f"{xf}:{x['line']}") for x, xf in passes)
+            targets = [x["args"][0] for x, _ in passes]
             gate_here = any(x["directive"] == "include" and includes(x, gate_abs) for x, _, _ in own)
             gated = server_gated or gate_here
             if targets and any(matches_app(t) for t in targets):

@@ -25,7 +25,7 @@ locations that accept the commonest allowed requests of dynamic routes without t
 from __future__ import annotations
 
 import functools
-import hashlib
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -66,11 +66,18 @@ class Rendered:
 
 
 def app_id(name: str) -> str:
-    """A variable-safe id for an app, stable for a given state name/path."""
-    # short: the id also names a PCRE capture group, and those are limited to 32 characters
-    base = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[-12:].strip("_") or "app"
-    digest = hashlib.sha1(name.encode()).hexdigest()[:6]
-    return f"{base}_{digest}"
+    """The app's id in NGINX variable names: the maps file's name without its extension and ``.allowlist``.
+
+    ``/etc/nginx/conf.d/myapp.allowlist.conf`` -> ``myapp`` (``$phoenix_myapp_allow``): readable, and stable
+    for a given file name. At most 22 characters, cut at the end: the id also names a PCRE capture group
+    (``phoenix_<id>_s``), and those are limited to 32. Two maps files of the same name in one http block
+    would share variables (NGINX accepts that silently): ``manage.plan`` refuses it.
+    """
+    base = os.path.basename(name)
+    stem = os.path.splitext(base)[0] if "." in base.lstrip(".") else base
+    if stem.lower().endswith(".allowlist"):
+        stem = stem[: -len(".allowlist")]
+    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")[:22].strip("_") or "app"
 
 
 def quote(token: str) -> str:
@@ -164,7 +171,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
                 merged[path] = tuple(sorted(set(merged.get(path) or ()) | set(p.methods)))
     set_var = {m: f"{v}_m{i}" for i, m in enumerate(sorted(set(merged.values()), key=lambda m: m or ()))}
     # the hash ignores case, the debugger does not: /Console is the app's (a /<slug> may route it)
-    entries = [(quote(c), f"{v}_con") for c in compiled.console_paths]
+    entries = [(quote(c), f"{v}_console") for c in compiled.console_paths]
     entries += [(quote(path), set_var[methods]) for path, methods in merged.items()]
     # a miss reads the first segment into $..._s (a named capture) on the way: one map fewer
     seg_regex = quote("~^(?<" + v[1:] + "_s>/[^/]*)")
@@ -179,7 +186,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
                   "methods of these static rules")
     if compiled.console_paths:
         console = "|".join(literal(c) for c in compiled.console_paths)
-        block("$uri", f"{v}_con", [(quote(f"~^(?:{console})\\z"), "0")], f"{v}_dynf",
+        block("$uri", f"{v}_console", [(quote(f"~^(?:{console})\\z"), "0")], f"{v}_dynf",
               "the debugger console, compared exactly as the debugger does; other cases go on as a miss")
     block(f"$uri {query}", f"{v}_case", [(quote("~^[^A-Z]*" + tail), "1")], f"{v}_dynf",
           "the hash ignores case, Werkzeug does not: upper-case variants (and __debugger__) go on to the regexes")

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from typing import Any, Mapping
 
-from .errors import ValidationError
+from .errors import ReloadError, ValidationError
 from .nginxconf import parse
 
 
@@ -89,6 +89,34 @@ def nginx_test(
     return output
 
 
+def nginx_reload(config: str, nginx: str = "nginx", prefix: str | None = None, timeout: float = 60.0) -> str:
+    """``nginx -t`` on the live ``config``, then, only if it passed, ``nginx -s reload``.
+
+    Returns what NGINX said; raises :class:`ValidationError` (nothing reloaded) when the test fails and
+    :class:`ReloadError` when the reload signal could not be delivered (no running master, bad pid file).
+    """
+    base = [nginx] + (["-p", prefix] if prefix else []) + ["-c", config]
+    tested = _run(base + ["-t"], nginx, timeout)
+    if tested.returncode != 0:
+        raise ValidationError(f"nginx -t failed on {config}, NGINX was not reloaded: "
+                              f"{(tested.stdout + tested.stderr).strip()}")
+    reloaded = _run(base + ["-s", "reload"], nginx, timeout)
+    if reloaded.returncode != 0:
+        raise ReloadError(f"'{' '.join(base)} -s reload' failed (exit {reloaded.returncode}): "
+                          f"{(reloaded.stdout + reloaded.stderr).strip() or 'no output'}. Is NGINX running "
+                          "with this configuration?")
+    return (reloaded.stdout + reloaded.stderr).strip()
+
+
+def _run(argv: list[str], nginx: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise ValidationError(f"the nginx binary {nginx!r} was not found") from None
+    except subprocess.TimeoutExpired:
+        raise ValidationError(f"'{' '.join(argv)}' did not finish within {timeout:g}s") from None
+
+
 def _iter(directives: list[dict[str, Any]]):
     for d in directives:
         yield d
@@ -96,4 +124,4 @@ def _iter(directives: list[dict[str, Any]]):
             yield from _iter(d["block"])
 
 
-__all__ = ["nginx_test"]
+__all__ = ["nginx_test", "nginx_reload"]
