@@ -307,7 +307,16 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     if intercept:
         gate = "if ($status = 500) { return 500; } " + gate
 
+    bodies: dict[tuple[str | None, str], list[str]] = {}
+
     def body(methods: set[str] | None, indent: str) -> list[str]:
+        """The same few lines for every rule with the same main method: made once each."""
+        key = (None if methods is None else _main_method(methods), indent)
+        if key not in bodies:
+            bodies[key] = _body(key[0], indent)
+        return bodies[key]
+
+    def _body(main: str | None, indent: str) -> list[str]:
         # the gate's place among the location's own directives: the copies before it, then the checks
         out = [f"{indent}uninitialized_variable_warn off;", *(indent + d for d in fast.before)]
         if intercept:
@@ -316,8 +325,8 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
             out.append(f"{indent}if ($request_uri != $uri) {{ set {v}_fast {v}_allow; }}")
         else:
             out.append(f"{indent}if ($args) {{ set {v}_fast {v}_allow; }}")
-        if methods is not None:
-            out.append(f"{indent}if ($request_method != {_main_method(methods)}) {{ set {v}_fast {v}_allow; }}")
+        if main is not None:
+            out.append(f"{indent}if ($request_method != {main}) {{ set {v}_fast {v}_allow; }}")
         out.append(f"{indent}if ({v}_fast = 0) {{ return {int(status)}; }}")
         return out + [*(indent + d for d in fast.after), f"{indent}{fast.handler}"]
 
