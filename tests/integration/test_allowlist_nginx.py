@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -251,6 +252,43 @@ def test_strict_paths_refuse_what_the_app_would_route_differently(decision_nginx
     normalised[9] = False  # ... except /bob%2F, whose $uri /bob/ is not a route
     expected = clean if strict else normalised
     assert decided == {"gate": expected, "fast": expected}
+
+
+RAW_PIECES = ["a", "b", "1", "12", ".", "..", "", "%2e", "%2E.", "%2f", "%2F", "%61", "x%20y", "é", ".a", "a.."]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rules=rule_sets(), raw=st.lists(st.lists(st.sampled_from(RAW_PIECES), min_size=1, max_size=4), min_size=4,
+                                       max_size=10), method=st.sampled_from(("GET", "POST")))
+def test_strict_paths_never_let_the_app_see_another_path(decision_nginx, rules, raw, method):
+    """Whatever the raw target, a request NGINX allows (strict) is one the app routes, by its raw path.
+
+    Raw paths are made of dot segments, empty segments, encoded dots and slashes. When the raw path
+    decodes to itself without any of those, NGINX's answer is exactly Werkzeug's.
+    """
+    import urllib.parse
+
+    url_map = build(rules)
+    compiled = compiled_for(url_map)
+    rendered = {"gate": render(compiled, "raw"), "fast": render(compiled, "raw", fast=decision_nginx.fast())}
+    from phoenix.allowlist.probe import sample_path
+
+    targets = ["/" + "/".join(urllib.parse.quote(p, safe="%.") for p in pieces) for pieces in raw]
+    # an allowed path reached through what NGINX normalises: the app would see something else
+    for sample in filter(None, (sample_path(compiled, pat) for pat in compiled.patterns)):
+        q = urllib.parse.quote(sample, safe="/")
+        targets += ["/zz/.." + q, "/./" + q[1:], "/" + q, "/zz/%2e%2E" + q, "/zz%2F.." + q, q + "/.", q + "/zz/.."]
+    answers = decision_nginx.answers(rendered, [(method, t) for t in targets])
+    for kind, got in answers.items():
+        for target, (status, body) in zip(targets, got):
+            assert status in (200, 400, 404), (kind, target, status, body)
+            seen = urllib.parse.unquote(target)  # what the WSGI server hands to Werkzeug
+            if status == 200:
+                assert werkzeug_allows(url_map, method, seen), (kind, rules, method, target)
+            segments = seen.split("/")[1:]
+            plain = not re.search(r"%2[ef]", target.lower()) and all(s not in (".", "..") for s in segments) and "//" not in seen
+            if plain:
+                assert (status == 200) == werkzeug_allows(url_map, method, seen), (kind, rules, method, target)
 
 
 def urllib_quote(path: str) -> str:
