@@ -61,8 +61,9 @@ def managed(name: str, app: str, config: str = "/etc/nginx/nginx.conf", gate: st
         the nginx binary and its ``-p`` prefix used for ``nginx -t``
     fast_path
         also write the fast path into the gate when the configuration allows it (True): nested
-        ``^~`` prefix locations that serve the commonest requests of dynamic routes without the
-        maps. The comment says whether it is used, and why not.
+        prefix locations (one regex location per dynamic rule) and exact locations (one per static
+        rule) that serve the commonest requests without the maps. The comment says whether it is
+        used, and why not.
     strict_paths
         refuse a request unless the raw path the app gets routes as the normalised path NGINX
         checked (True): no ``%2F``, no dot segment (``.``/``..``, in any encoding), no ``//``, no

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks, on demand (never in CI): bash bench/run.sh [allowlist|rebuild|all] [-- extra args]
+# Benchmarks, on demand (never in CI): bash bench/run.sh [allowlist|layouts|rebuild|all] [-- extra args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -13,6 +13,7 @@ VENV="${PHOENIX_VENV:-$PWD/.venv}"
 export PATH="$VENV/bin:$PATH" PYTHONPATH="$PWD/_utils:$PWD"
 what="${1:-all}"; shift || true
 if [ "$what" = allowlist ] || [ "$what" = all ]; then "$VENV/bin/python" bench/allowlist.py "$@"; fi
+if [ "$what" = layouts ] || [ "$what" = all ]; then "$VENV/bin/python" bench/allowlist_layouts.py "$@"; fi
 if { [ "$what" = rebuild ] || [ "$what" = all ]; } && [ -f bench/rebuild_cycle.py ]; then
   "$VENV/bin/python" bench/rebuild_cycle.py "$@"
 fi

@@ -34,20 +34,49 @@ def test_a_plain_proxy_location_gets_the_fast_path(tmp_path):
 
 
 @pytest.mark.parametrize("server,body,reason", [
-    ("location {location} {{ {gate} {body} }}\n location ~ \\.php$ {{ return 404; }}", APP, "regex locations"),
     ("location {location} {{ {gate} {body} }}\n location /api/ {{ {gate} {body} }}", APP, "2 locations"),
-    ("location {location} {{ {gate} {body} location /x/ {{ return 200; }} }}", APP, "nested locations"),
     ("{gate}\n location {location} {{ {body} }}", APP, "does not include the gate itself"),
-    ("location {location} {{ {gate} set $a 1; {body} }}", APP, "uses set"),
+    ("location {location} {{ {gate} rewrite ^/a /b; {body} }}", APP, "uses rewrite"),
+    ("location {location} {{ {gate} if ($x) {{ rewrite ^/a /b; }} {body} }}", APP, "uses rewrite"),
     ("location {location} {{ {gate} try_files $uri @x; {body} }}", APP, "uses try_files"),
     ("location {location} {{ {gate} {body} }}", "proxy_pass http://127.0.0.1:5000/app/;", "URI part"),
-    ("location {location} {{ {gate} if ($x) {{ {body} }} }}", APP, "uses if"),
+    ("location {location} {{ {gate} if ($x) {{ {body} }} }}", APP, "outside any if"),
+    ("location {location} {{ {gate} set $a $1; {body} }}", APP, "$1..$9"),
+    ('location {location} {{ {gate} set $a "x\\\\ty"; {body} }}', APP, "backslashes"),
+    ("location {location} {{ {gate} {body} }}\n location ~ (a)\\1 {{ return 404; }}", APP, "back-references"),
+    ("location {location} {{ {gate} {body} }}\n location ~ (?<n>a) {{ return 404; }}", APP, "back-references"),
     ("location = /x {{ {gate} {body} }}", APP, "not a prefix location"),
 ])
 def test_the_fast_path_is_off_where_copying_the_handler_would_change_nginx(tmp_path, server, body, reason):
     fast, why = choose(_inspect(tmp_path, server, body=body))
     assert fast is None
     assert reason in why
+
+
+def test_what_nested_locations_would_lose_is_copied_around_the_gate(tmp_path):
+    fast, why = choose(_inspect(tmp_path, "location {location} {{ if ($a) {{ return 403; }} set $b 1; {gate} "
+                                          "limit_except GET {{ deny all; }} break; {body} }}"))
+    assert why == ""
+    assert fast.before == ("if ($a) {\n    return 403;\n}", "set $b 1;")
+    assert fast.after == ("limit_except GET {\n    deny all;\n}", "break;")
+
+
+def test_regex_and_nested_locations_shape_the_fast_path(tmp_path):
+    fast, why = choose(_inspect(tmp_path, "location ~* \\.(css|js)$ {{ return 404; }}\n location {location} {{ {gate} "
+                                          '{body} location /a/ {{ }} location ^~ /b {{ }} location ~ "\\\\.png$" {{ }} '
+                                          "location = /c {{ }} }}"))
+    assert why == ""
+    assert fast.guard == (("~*", "\\.(css|js)$"), ("~", "\\.png$"))  # as NGINX reads them
+    assert fast.taken == ("/a/", "/b", "/c")
+    url_map = Map([Rule("/a/<int:i>", endpoint="a"), Rule("/bx/<int:i>", endpoint="b"), Rule("/d/<name>", endpoint="d"),
+                   Rule("/n/<int:i>", endpoint="n"), Rule("/c", endpoint="c"), Rule("/e", endpoint="e"), Rule("/e.css", endpoint="ec")])
+    gate = render(compiled_for(url_map), "x", fast=fast).gate
+    assert '"/a/"' not in gate and '"/bx/"' not in gate and '"/c"' not in gate and '"/e.css"' not in gate
+    assert 'location "/d/" {' in gate and "location ^~" not in gate  # plain prefixes: the user's regexes come next
+    assert 'location = "/e" {' in gate
+    # the lookahead where the rule could match one of the user's regexes; digits never make ".css" or ".png"
+    assert r'"^(?!(?s:.*?)(?:(?i:\\.(css|js)$)|(?:\\.png$)))(?:/d/' in gate
+    assert '"^(?:/n/(?:[0-9]+))\\\\z"' in gate
 
 
 @pytest.mark.parametrize("target", ["http://backend", "http://$backend$request_uri", "http://unix:/run/app.sock"])
@@ -83,17 +112,19 @@ def test_rendered_fast_path():
     assert gate.count('location ~ "^(?:/users/(?:[0-9]+))\\\\z"') == 1
     assert gate.count("if ($request_method != GET)") == 1 and gate.count("if ($request_method != POST)") == 1
     assert "DELETE" not in gate  # DELETE /users/1 asks the maps
-    assert gate.count("if ($request_method") == 2  # /any/<int:id> takes every method
+    assert gate.count("if ($request_method") == 2  # /any/<int:id> and /static take every method
     # strict paths (the default): a query, %-encoding or anything NGINX normalised asks the maps
-    assert gate.count("if ($request_uri != $uri)") == 3 and "if ($args)" not in gate
+    assert gate.count("if ($request_uri != $uri)") == 4 and "if ($args)" not in gate
     loose = render(compiled_for(url_map), "x", status=403, fast=fast, strict_paths=False).gate
-    assert loose.count("if ($args)") == 3 and "$request_uri" not in loose
+    assert loose.count("if ($args)") == 4 and "$request_uri" not in loose
     assert "return 403;" in gate and "return 404" not in gate
-    # a regex location, a fallback and an exact location for the prefix without its slash, per prefix
-    assert gate.count("uwsgi_pass 127.0.0.1:9;") == 3 * 3
+    # per prefix a regex location, a fallback and an exact location for the prefix without its slash;
+    # and the static rule's exact location
+    assert gate.count("uwsgi_pass 127.0.0.1:9;") == 3 * 3 + 1
     assert 'location = "/users" { if ($phoenix_x_allow = 0) { return 403; } uwsgi_pass 127.0.0.1:9; }' in gate
-    assert "/<username>" not in gate and '"/static' not in gate  # dynamic first segment, static rule: maps
-    assert rendered.fast.startswith("fast path: 3 rules in 3 ^~ prefix locations")
+    assert "/<username>" not in gate  # a dynamic first segment: the maps
+    assert gate.count('location = "/static" {') == 1  # a static rule: an exact location
+    assert rendered.fast.startswith("fast path: 4 rules in 3 prefix and 1 exact locations")
 
 
 def test_rules_that_could_let_the_console_through_stay_with_the_maps():

@@ -10,6 +10,7 @@ regex, the table's too, reaches NGINX through ``dialect.translate`` (Python's di
 
 from __future__ import annotations
 
+import functools
 import re
 import re._constants as _sc  # noqa: PLC2701 - the parser is the only exact way to read a regex
 import re._parser as _sp  # noqa: PLC2701
@@ -82,10 +83,26 @@ def pcre_fragment(variable: str, conv: dict[str, Any], rule: str) -> tuple[str, 
                 "match '/', but Werkzeug matches it inside one path segment; NGINX would let more "
                 "through. Give the converter a regex without '/' (e.g. [^/]+) or part_isolating = False."
             )
-    pcre, translation_notes = translate(regex, f"rule {rule!r}: converter {conv['class']} for <{variable}>")
-    return f"(?:{pcre})", notes + translation_notes
+    what = f"rule {rule!r}: converter {conv['class']} for <{variable}>"
+    try:
+        pcre, translation_notes = _translate_once(regex)
+    except RuleError:
+        pcre, translation_notes = translate(regex, what)  # raises again, naming this rule and converter
+    return f"(?:{pcre})", notes + [n.replace(_WHAT, what) for n in translation_notes]
 
 
+#: stands for the rule and converter in the notes of a translation made once for every rule that uses it
+_WHAT = "\x00converter\x00"
+
+
+@functools.lru_cache(maxsize=1024)
+def _translate_once(regex: str) -> tuple[str, tuple[str, ...]]:
+    """``translate`` once per converter regex: an app's thousands of rules share a handful of them."""
+    pcre, notes = translate(regex, _WHAT)
+    return pcre, tuple(notes)
+
+
+@functools.lru_cache(maxsize=1024)
 def can_match_slash(regex: str) -> bool:
     """True when ``regex`` could consume a ``/`` (read from Python's own regex parser)."""
     try:

@@ -50,6 +50,7 @@ _NO_CONTINUATION = r"(?![\x80-\xbf])"
 _NON_ASCII = [(0x80, 0xD7FF), (0xE000, MAX_CODE)]  # surrogates never come out of a UTF-8 decoder
 _CLASS_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_.,:@!~%&=+'")
 _TEXT_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_,:@!~%&='<>-")
+_ALL_TEXT_SAFE = re.compile("[" + re.escape("".join(sorted(_TEXT_SAFE))) + "]*\\Z")
 _ASCII_CATEGORY = {
     _sc.CATEGORY_DIGIT: [(0x30, 0x39)],
     _sc.CATEGORY_WORD: [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)],
@@ -79,6 +80,8 @@ def wire(text: str) -> str:
 
 def literal(text: str) -> str:
     """A regex matching exactly ``text`` (its UTF-8 bytes), in the subset both dialects share."""
+    if _ALL_TEXT_SAFE.match(text):  # the common case, thousands of times for a big app: as it is
+        return text
     return "".join(_text_byte(b) for b in text.encode("utf-8"))
 
 

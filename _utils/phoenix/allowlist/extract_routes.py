@@ -16,6 +16,7 @@ Werkzeug app. On failure the JSON document is ``{"error": {"kind": ..., "message
 from __future__ import annotations
 
 import ast
+import gc
 import importlib
 import json
 import os
@@ -170,6 +171,7 @@ def main(argv: list[str]) -> None:
     except ValueError as exc:
         _fail(out, 2, "spec", f"app spec {spec!r}: {exc}")
     started = time.perf_counter()
+    started_cpu = time.process_time()
     try:
         mod = importlib.import_module(parsed[0])
         app = _find_app(mod, *parsed[1:], factory=factory)
@@ -183,11 +185,15 @@ def main(argv: list[str]) -> None:
             type(exc).__name__,
         )
     import_seconds = time.perf_counter() - started
+    import_cpu_seconds = time.process_time() - started_cpu
     url_map = getattr(app, "url_map", None)
     if url_map is None or not hasattr(url_map, "iter_rules"):
         _fail(out, 4, "not_an_app", f"app {spec!r} resolved to {type(app).__name__}, which has no url_map")
+    # the cyclic GC would traverse the app and every rule object again and again while thousands of
+    # small dicts are made (two thirds of the time at 5,000 rules); this process ends right after
+    gc.disable()
     doc = describe(url_map, app=app)
-    doc.update(app=spec, import_seconds=import_seconds,
+    doc.update(app=spec, import_seconds=import_seconds, import_cpu_seconds=import_cpu_seconds,
                extract_seconds=time.perf_counter() - started - import_seconds)
     out.write(json.dumps(doc))
     out.flush()

@@ -32,31 +32,54 @@ cannot carry Werkzeug's ``__debugger__``, and nothing NGINX decoded or normalise
 them off the test is ``if ($args)``). Any other request (a query, HEAD, another method, another path under the prefix)
 asks the full map chain, so the decision is the gate's in every case.
 
+Static rules get an exact ``location = "/path"`` each, with the same three checks.
+
 NGINX inherits every directive of the app's location into nested locations except its content
-handler, its rewrite-module directives and a few others, and a ``^~`` prefix stops NGINX from
-trying the server's regex locations. So the fast path is only used when copying the handler is
-exact: one location reaches the app, it includes the gate itself, it is a prefix location with one
-``*_pass`` directive (a ``proxy_pass`` without a URI part) and nothing that nested locations would
-lose, it has no nested locations of its own and its server has no regex locations. Otherwise
-:func:`choose` says why and the gate alone decides, with the same result, only slower.
+handler, its rewrite-module directives, ``limit_except`` and a few others. The handler is copied, and so
+are the location's ``if``/``set``/``return``/``break`` and ``limit_except`` blocks, in their order around the
+gate's include (``FastPath.before``/``after``). NGINX tries the regex locations of the server (and those
+nested in the app's location) only when no nested location matched, so a fast-path regex that could match
+one of the user's regexes carries a negative lookahead of it (``_guard``, tested by PCRE itself; skipped
+where every match of the user's regex needs a character the rule never produces, ``_relevant``), and the
+prefixes are plain prefix locations, after which NGINX still tries the user's regexes. Exact locations are
+left out where Python cannot rule out that a user regex matches them. Nothing of ours goes under a location
+the user nested in the app's (``FastPath.taken``). :func:`choose` says why when the fast path stays off
+(several locations reach the app, a URI part, ``rewrite``, ...); the gate alone then decides, with the same
+result, only slower.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+import re._constants as _sc  # noqa: PLC2701 - the parser is the only exact way to read a regex
+import re._parser as _sre  # noqa: PLC2701
+import string
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import crossplane
 
-from .nginxconf import PASS_DIRECTIVES, Inspection
+from .nginxconf import _NUMBERED_CAPTURE, PASS_DIRECTIVES, Inspection
 from .rules import Compiled, Pattern
 
-#: directives of the app's location that nested locations do not inherit (rewrite module, try_files,
-#: internal) or that would mean something else in a regex location (alias); limit_except to be safe
-NOT_INHERITED = ("set", "rewrite", "return", "if", "break", "try_files", "limit_except", "internal", "alias")
+#: directives of the app's location that a nested location would not keep, and that cannot be copied into it
+#: exactly: ``rewrite`` changes the URI the gate decides on, the others depend on the location itself
+NOT_INHERITED = ("rewrite", "try_files", "internal", "alias")
+#: directives nested locations do not inherit but that are copied into each of them, in their order around the
+#: gate (the rewrite module's, and ``limit_except``, whose methods otherwise ask no gate in NGINX either)
+COPIED = ("set", "return", "if", "break", "limit_except")
 #: NGINX rejects a config token longer than 4094 bytes
 MAX_TOKEN = 3000
+#: PCRE constructs that would not mean the same inside the fast path's negative lookahead (group numbers,
+#: names, verbs, the match start)
+_NOT_EMBEDDABLE = re.compile(r"\\[1-9gGkK]|\(\?(?:P|\(|R|&|[0-9+-]|C|'|<(?![=!]))|\(\*")
+_ANY_CHAR = re.compile(r"\\[^dws\\.\-/^$|?*+()\[\]{}]")
+_ESCAPED = re.compile(r"\\.")
+_RANGE = re.compile(r"(.)-(.)")
+#: PCRE syntax that Python's ``re`` reads differently or not at all: such regexes are never asked in Python
+_NOT_PYTHON = re.compile(r"\[:|\\[ZzQEhHvVRXpPecoNKG]|\\x\{|\{,|\(\?\||\(\*")
 
 
 @dataclass(frozen=True)
@@ -65,6 +88,14 @@ class FastPath:
 
     parent: str
     handler: str
+    #: the user's regex locations in the server, as (modifier, regex): a rule the fast path answers must not
+    #: match one of them, or NGINX would have chosen it
+    guard: tuple[tuple[str, str], ...] = ()
+    #: names of the user's prefix and exact locations nested in ``parent``: nothing of ours may sit under them
+    taken: tuple[str, ...] = ()
+    #: the app location's own directives that nested locations would lose, rendered, before and after the gate
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
 
 
 def _has_uri_part(target: str) -> bool:
@@ -75,6 +106,12 @@ def _has_uri_part(target: str) -> bool:
     if rest.startswith("unix:"):
         return ":" in rest[5:]
     return "/" in rest
+
+
+def _args(directives: list[dict[str, Any]]) -> Iterator[str]:
+    for d in directives:
+        yield from d.get("args", [])
+        yield from _args(d.get("block", []))
 
 
 def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
@@ -88,11 +125,10 @@ def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
     args = loc.args[1:] if loc.args[:1] == ["^~"] else loc.args
     if len(args) != 1 or args[0].startswith(("=", "~", "@")) or loc.args[0] in ("=", "~", "~*"):
         return None, f"{where} is not a prefix location"
-    if loc.nested:
-        return None, f"{where} has nested locations of its own ({loc.nested[0]})"
-    if loc.server_regex:
-        return None, (f"its server has regex locations ({loc.server_regex[0]}), which ^~ prefix locations "
-                      "would take requests from")
+    for (_, regex), text in zip(loc.regexes, loc.server_regex):
+        if _NOT_EMBEDDABLE.search(regex):
+            return None, (f"its server has the regex {text}, which uses back-references, names or verbs that "
+                          "the fast path cannot test for")
     lost = sorted({name for name, _, _ in loc.own if name in NOT_INHERITED})
     if lost:
         return None, f"{where} uses {', '.join(lost)}, which nested locations would not keep as they are"
@@ -102,8 +138,20 @@ def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
     name, handler_args, _ = handlers[0]
     if name == "proxy_pass" and _has_uri_part(handler_args[0]):
         return None, f"{where}: proxy_pass {handler_args[0]} has a URI part, which regex locations cannot use"
+    # what nested locations would lose is copied into them, from the block itself (not through an include)
+    copied = [d for d in loc.block if d["directive"] in COPIED]
+    if len(copied) != sum(1 for n, _, in_if in loc.own if n in COPIED and not in_if):
+        return None, f"{where} has {'/'.join(COPIED)} directives from an include, which the fast path cannot copy"
+    texts = list(_args(copied))
+    if any(_NUMBERED_CAPTURE.search(t) or "\\" in t or '"' in t or "'" in t for t in texts):
+        return None, f"{where} has if/set/return arguments with $1..$9, quotes or backslashes, which are not copied"
+    gate_at = loc.gate_at
+    before = tuple(crossplane.build([d]).strip() for d in loc.block[:gate_at] if d["directive"] in COPIED)
+    after = tuple(crossplane.build([d]).strip() for d in loc.block[gate_at:] if d["directive"] in COPIED)
+    taken = tuple(a[-1] for a in loc.nested_args if a and a[0] not in ("~", "~*"))
     handler = crossplane.build([{"directive": name, "args": handler_args, "line": 1}]).strip()
-    return FastPath(parent=args[0], handler=handler), ""
+    return FastPath(parent=args[0], handler=handler, guard=tuple(loc.regexes), taken=taken,
+                    before=before, after=after), ""
 
 
 def _main_method(methods: set[str]) -> str:
@@ -113,10 +161,115 @@ def _main_method(methods: set[str]) -> str:
     return sorted(methods, key=lambda m: (m in ("HEAD", "OPTIONS"), m))[0]
 
 
+def _guard(guard: tuple[tuple[str, str], ...]) -> str:
+    """A negative lookahead: the URI matches none of the user's regex locations (PCRE itself decides)."""
+    if not guard:
+        return ""
+    alts = "|".join(("(?i:" if mod == "~*" else "(?:") + regex + ")" for mod, regex in guard)
+    return "(?!(?s:.*?)(?:" + alts + "))"
+
+
+@functools.lru_cache(maxsize=256)
+def _requires(regex: str) -> list[frozenset[str]] | None:
+    """Sets of characters such that every match of the user's ``regex`` contains one of each (None: unknown).
+
+    Read with Python's parser, and only for regexes it reads as PCRE does (``_NOT_PYTHON``); both cases of
+    every letter are counted, whatever the modifier, so the sets only ever err on the large side.
+    """
+    if _NOT_PYTHON.search(regex):
+        return None
+    try:
+        parsed = _sre.parse(regex)
+    except (re.error, OverflowError, RecursionError):
+        return None
+
+    def seq(items) -> list[frozenset[str]]:
+        return [r for op, av in items for r in node(op, av)]
+
+    def node(op, av) -> list[frozenset[str]]:
+        if op is _sc.LITERAL:
+            return [frozenset({chr(av)})]
+        if op is _sc.IN and av and av[0][0] is not _sc.NEGATE:
+            chars: set[str] = set()
+            for kind, value in av:
+                if kind is _sc.LITERAL:
+                    chars.add(chr(value))
+                elif kind is _sc.RANGE and value[1] - value[0] < 128:
+                    chars.update(chr(c) for c in range(value[0], value[1] + 1))
+                else:
+                    return []
+            return [frozenset(chars)]
+        if op is _sc.SUBPATTERN:
+            return seq(av[-1])
+        if op is _sc.ATOMIC_GROUP:
+            return seq(av)
+        if op in (_sc.MAX_REPEAT, _sc.MIN_REPEAT, _sc.POSSESSIVE_REPEAT) and av[0] >= 1:
+            return seq(av[2])
+        if op is _sc.BRANCH:  # one of the branches: the union of each branch's first set
+            firsts = [seq(branch)[:1] for branch in av[1]]
+            return [] if not all(firsts) else [frozenset().union(*(f[0] for f in firsts))]
+        return []
+
+    sets = seq(parsed)
+    if not all(c.isascii() for found in sets for c in found):
+        return None
+    return [frozenset(found | {c.swapcase() for c in found}) for found in sets]
+
+
+def _produces(regex: str) -> frozenset[str] | None:
+    """A superset of the characters a rule's regex can match (None: any character, or not known).
+
+    Read from the text, which is cheap for thousands of rules: every character written in it (literals and
+    some syntax), the ranges of its classes expanded, ``\\d``/``\\w``/``\\s`` expanded. Anything that could
+    match more (``.``, a negated class, other escapes, inline flags, non-ASCII) gives up.
+    """
+    if not regex.isascii() or "[^" in regex or "(?i" in regex or _ANY_CHAR.search(regex):
+        return None
+    if "." in _ESCAPED.sub("", regex):
+        return None
+    out = set(regex)
+    for low, high in _RANGE.findall(regex):
+        out.update(chr(c) for c in range(ord(low), ord(high) + 1))
+    for escape, chars in (("\\d", string.digits), ("\\w", string.ascii_letters + string.digits + "_"),
+                          ("\\s", string.whitespace)):
+        if escape in regex:
+            out.update(chars)
+    return frozenset(out)
+
+
+def _relevant(guard: tuple[tuple[str, str], ...], regex: str) -> tuple[tuple[str, str], ...]:
+    """The user's regexes that could match a URI the rule's ``regex`` matches (the others need no lookahead)."""
+    if not guard:
+        return guard
+    made = _produces(regex)
+    if made is None:
+        return guard
+    return tuple(g for g in guard if (need := _requires(g[1])) is None or all(found & made for found in need))
+
+
+@functools.lru_cache(maxsize=256)
+def _python_regex(mod: str, regex: str) -> re.Pattern[bytes] | None:
+    if _NOT_PYTHON.search(regex):
+        return None
+    try:
+        return re.compile(regex.encode("utf-8", "surrogateescape"), re.IGNORECASE if mod == "~*" else 0)
+    except (re.error, OverflowError):
+        return None
+
+
+def _python_may_match(guard: tuple[tuple[str, str], ...], path: str) -> bool:
+    """Could one of the user's regexes match the fixed ``path``? True when Python cannot tell for sure."""
+    for mod, regex in guard:
+        compiled = _python_regex(mod, regex)
+        if compiled is None or compiled.search(path.encode("utf-8")):
+            return True
+    return False
+
+
 def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
                      quote: Callable[[str], str], console: Callable[[Pattern], bool],
                      strict_paths: bool = True, intercept: bool = False) -> tuple[list[str], int, int]:
-    """The nested locations (lines), with the number of regex locations and of prefixes.
+    """The nested locations (lines), with the number of regex and exact locations and of prefixes.
 
     ``console(pattern)`` is true for patterns that could let a console path through: they stay with the maps.
     With ``strict_paths`` a request is taken here only when its raw target is its ``$uri`` (no query, no
@@ -125,45 +278,79 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     makes after the app's 500 (``render.intercept_lines``): the copied handler would ask the app again.
     """
     v = f"$phoenix_{aid}"
+    guard = _guard(fast.guard)
+
+    def free(path: str) -> bool:  # no user location nested in the parent would have taken it
+        return path.startswith(fast.parent) and not any(path.startswith(t) for t in fast.taken)
+
     groups: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
     for p in compiled.patterns:
-        if p.regex is None or not p.prefix or len(p.regex) > MAX_TOKEN:
+        if p.regex is None or not p.prefix or len(p.regex) + len(guard) > MAX_TOKEN:
             continue
         head = "/" + "/".join(p.prefix) + "/"
-        if not head.startswith(fast.parent) or head == fast.parent or console(p):
+        if not free(head) or head == fast.parent or console(p):
             continue
         known = groups[head].get(p.regex, set())
         groups[head][p.regex] = None if p.methods is None or known is None else known | set(p.methods)
+    exact: dict[str, set[str] | None] = {}
+    for p in compiled.patterns:
+        for path in p.exact if p.regex is None else ():
+            if path in compiled.console_paths or not free(path) or path in fast.taken:
+                continue
+            known = exact.get(path, set())
+            exact[path] = None if p.methods is None or known is None else known | set(p.methods)
+    if fast.guard:
+        exact = {path: m for path, m in exact.items() if not _python_may_match(fast.guard, path)}
+        # the prefix's own exact location (below) would come before the user's regexes too
+        groups = defaultdict(dict, {h: g for h, g in groups.items() if not _python_may_match(fast.guard, h[:-1])})
     gate = f"if ({v}_allow = 0) {{ return {int(status)}; }}"
     if intercept:
         gate = "if ($status = 500) { return 500; } " + gate
-    lines: list[str] = []
+
+    bodies: dict[tuple[str | None, str], list[str]] = {}
+
+    def body(methods: set[str] | None, indent: str) -> list[str]:
+        """The same few lines for every rule with the same main method: made once each."""
+        key = (None if methods is None else _main_method(methods), indent)
+        if key not in bodies:
+            bodies[key] = _body(key[0], indent)
+        return bodies[key]
+
+    def _body(main: str | None, indent: str) -> list[str]:
+        # the gate's place among the location's own directives: the copies before it, then the checks
+        out = [f"{indent}uninitialized_variable_warn off;", *(indent + d for d in fast.before)]
+        if intercept:
+            out.append(f"{indent}if ($status = 500) {{ return 500; }}")
+        if strict_paths:  # the same one if as $args: a query makes them differ too
+            out.append(f"{indent}if ($request_uri != $uri) {{ set {v}_fast {v}_allow; }}")
+        else:
+            out.append(f"{indent}if ($args) {{ set {v}_fast {v}_allow; }}")
+        if main is not None:
+            out.append(f"{indent}if ($request_method != {main}) {{ set {v}_fast {v}_allow; }}")
+        out.append(f"{indent}if ({v}_fast = 0) {{ return {int(status)}; }}")
+        return out + [*(indent + d for d in fast.after), f"{indent}{fast.handler}"]
+
+    # NGINX sorts each level's locations with an insertion sort (ngx_queue_sort): in its own order
+    # (name bytes, exact before prefix) that is one step per location, in any other thousands each
+    blocks: list[tuple[bytes, int, list[str]]] = []
     count = 0
-    for head in sorted(groups):
-        lines.append(f"location ^~ {quote(head)} {{")
-        for regex, methods in groups[head].items():
-            anchored = "^(?:" + regex + r")\z"
-            lines.append(f"    location ~ {quote(anchored)} {{")
-            lines.append("        uninitialized_variable_warn off;")
-            if intercept:
-                lines.append("        if ($status = 500) { return 500; }")
-            if strict_paths:  # the same one if as $args: a query makes them differ too
-                lines.append(f"        if ($request_uri != $uri) {{ set {v}_fast {v}_allow; }}")
-            else:
-                lines.append(f"        if ($args) {{ set {v}_fast {v}_allow; }}")
-            if methods is not None:
-                main = _main_method(methods)
-                lines.append(f"        if ($request_method != {main}) {{ set {v}_fast {v}_allow; }}")
-            lines.append(f"        if ({v}_fast = 0) {{ return {int(status)}; }}")
-            lines.append(f"        {fast.handler}")
-            lines.append("    }")
+    for path, methods in exact.items():
+        blocks.append((path.encode(), 0, [f"location = {quote(path)} {{", *body(methods, "    "), "}"]))
+        count += 1
+    keyword = "^~ " if not fast.guard else ""  # a plain prefix lets the user's regexes be tried after ours
+    for head, rules in groups.items():
+        block = [f"location {keyword}{quote(head)} {{"]
+        for regex, methods in rules.items():
+            anchored = "^" + _guard(_relevant(fast.guard, regex)) + "(?:" + regex + r")\z"
+            block += [f"    location ~ {quote(anchored)} {{", *body(methods, "    " * 2), "    }"]
             count += 1
-        lines.append(f"    {gate}")
-        lines.append(f"    {fast.handler}")
-        lines.append("}")
+        fallback = [*fast.before, gate, *fast.after, fast.handler]
+        blocks.append((head.encode(), 1, [*block, *("    " + d for d in fallback), "}"]))
         # NGINX answers the prefix without its slash (/users) with its own 301 to /users/ when a
         # prefix location ending in "/" holds a *_pass; an exact location is found first and stops that
-        lines.append(f"location = {quote(head[:-1])} {{ {gate} {fast.handler} }}")
+        if head[:-1] not in exact:  # a static rule's own exact location does that already
+            blocks.append((head[:-1].encode(), 0, [f"location = {quote(head[:-1])} {{ {' '.join(fallback)} }}"]))
+    lines = [line for _, _, block in sorted(blocks, key=lambda b: (b[0], b[1])) for line in block]
     return lines, count, len(groups)
 
 

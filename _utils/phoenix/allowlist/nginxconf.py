@@ -71,6 +71,14 @@ class Location:
     nested: list[str] = field(default_factory=list)
     #: the user's regex locations anywhere in the same server (file:line)
     server_regex: list[str] = field(default_factory=list)
+    #: the same, as (modifier, regex exactly as NGINX reads it)
+    regexes: list[tuple[str, str]] = field(default_factory=list)
+    #: the arguments of the user's locations nested directly in this one
+    nested_args: list[list[str]] = field(default_factory=list)
+    #: the block's own directives as crossplane parsed them, includes not expanded
+    block: list[dict[str, Any]] = field(default_factory=list)
+    #: the position of the gate's include in ``block`` (0 when it is not there)
+    gate_at: int = 0
 
     def where(self) -> str:
         return f"location {' '.join(self.args)} ({self.file}:{self.line}, server {self.server})"
@@ -142,6 +150,15 @@ class Inspection:
                 f"{'/'.join(PASS_DIRECTIVES)} to that address, or to an upstream block listing it); found "
                 f"{found}. Set upstream (--upstream) as written there, e.g. {hosts[0]}, or leave it out to gate "
                 "every location that passes requests somewhere")
+
+
+def unescape(token: str) -> str:
+    """A config token as NGINX reads it, from crossplane's text of it.
+
+    crossplane keeps backslashes; NGINX turns ``\\"``, ``\\'`` and ``\\\\`` into the character and
+    ``\\t``, ``\\r``, ``\\n`` into the control character (``ngx_conf_read_token``).
+    """
+    return re.sub(r"\\([\"'\\trn])", lambda m: {"t": "\t", "r": "\r", "n": "\n"}.get(m.group(1), m.group(1)), token)
 
 
 def _resolve(arg: str, prefix: str) -> str:
@@ -237,10 +254,12 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
     def scan_server(server: dict[str, Any], file: str) -> None:
         names = []
         server_gated = False
-        regex = []
+        regex: list[str] = []
+        regexes: list[tuple[str, str]] = []
         for d, f, ctx in walk(server.get("block", []), file, ()):
             if d["directive"] == "location" and d["args"] and d["args"][0] in ("~", "~*") and not in_gate(f):
                 regex.append(f"location {' '.join(d['args'])} ({f}:{d['line']})")
+                regexes.append((d["args"][0], unescape(d["args"][1]) if len(d["args"]) > 1 else ""))
             if not ctx and d["directive"] == "server_name":
                 names.extend(d["args"])
             if not ctx and d["directive"] == "listen" and not names:
@@ -248,7 +267,7 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
             if not ctx and d["directive"] == "include" and includes(d, gate_abs):
                 server_gated = True
         label = " ".join(names) or f"at {file}:{server['line']}"
-        scan_locations(server.get("block", []), file, label, server_gated, regex)
+        scan_locations(server.get("block", []), file, label, server_gated, regex, regexes)
 
     generated_files: dict[str, bool] = {}
 
@@ -262,7 +281,7 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
         return generated_files[path]
 
     def scan_locations(block: list[dict[str, Any]], file: str, server: str, server_gated: bool,
-                       regex: list[str]) -> None:
+                       regex: list[str], regexes: list[tuple[str, str]]) -> None:
         for d, f, ctx in walk(block, file, ()):
             if d["directive"] != "location" or ctx or in_gate(f):
                 continue
@@ -282,7 +301,11 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
                          if not (x["directive"] == "include" and includes(x, gate_abs))],
                     nested=[f"location {' '.join(x['args'])} ({xf}:{x['line']})" for x, xf, _ in own
                             if x["directive"] == "location"],
-                    server_regex=regex)
+                    server_regex=regex, regexes=regexes,
+                    nested_args=[x["args"] for x, _, _ in own if x["directive"] == "location"],
+                    block=d.get("block", []),
+                    gate_at=next((i for i, x in enumerate(d.get("block", [])) if x["directive"] == "include"
+                                  and includes(x, gate_abs)), 0))
                 result.locations.append(loc)
                 if d["args"] and d["args"][0] in ("~", "~*"):
                     used = [x for x, _, _ in own if any(_NUMBERED_CAPTURE.search(a) for a in x.get("args", []))]
@@ -291,7 +314,7 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
                             f"{loc.where()} uses {used[0]['directive']} {' '.join(used[0]['args'])}: the "
                             "allowlist's regexes overwrite $1..$9; use a named capture (?<name>...) instead"
                         )
-            scan_locations(d.get("block", []), f, server, server_gated, regex)
+            scan_locations(d.get("block", []), f, server, server_gated, regex, regexes)
 
     for d, file, ctx in everything:
         if d["directive"] == "server" and ctx == ("http",):

@@ -24,6 +24,7 @@ locations that accept the commonest allowed requests of dynamic routes without t
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import defaultdict
@@ -113,10 +114,15 @@ def _alternations(patterns: list[Pattern], tail: str = _ARGS_TAIL) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _console_probes(console_paths: tuple[str, ...]) -> tuple[list[str], set[str]]:
+    probes = [c for path in console_paths for c in (path, "/" + path, "//" + path)]
+    return probes, {_ascii_lower(c.lstrip("/").split("/")[0]) for c in probes}
+
+
 def _matches_console(patterns: list[Pattern], compiled: Compiled) -> bool:
     """Could one of ``patterns`` let a console path through (so that it must be refused first)?"""
-    probes = [c for path in compiled.console_paths for c in (path, "/" + path, "//" + path)]
-    heads = {_ascii_lower(c.lstrip("/").split("/")[0]) for c in probes}
+    probes, heads = _console_probes(compiled.console_paths)
     candidates = [p for p in patterns if not p.prefix or _ascii_lower(p.prefix[0]) in heads]
     return any(compiled.matches(p, c) for p in candidates for c in probes)
 
@@ -239,8 +245,10 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
         nested, count, prefixes = render_locations(compiled, fast, aid, status, quote,
                                                    lambda p: _matches_console([p], compiled), strict_paths,
                                                    bool(intercept_errors))
+        dyn = sum(1 for line in nested if line.startswith("    location ~ "))
         if count:
-            summary = f"fast path: {count} rules in {prefixes} ^~ prefix locations inside location {fast.parent}"
+            summary = (f"fast path: {count} rules in {prefixes} prefix and {count - dyn} exact locations inside "
+                       f"location {fast.parent}")
             gate += ["", f"# {summary}; requests with a query string or another method ask the maps", *nested]
     return Rendered(maps="\n".join(lines), gate="\n".join(gate) + "\n", variable=allow, fast=summary)
 

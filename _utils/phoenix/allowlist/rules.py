@@ -16,6 +16,8 @@ from .converters import pcre_fragment
 from .dialect import literal, wire
 from .errors import ExtractError, RuleError
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def compile_rule(rule: dict[str, Any]) -> tuple[Pattern, list[str]]:
             f"rule {text!r} matches on subdomain/host {rule.get('subdomain') or rule.get('host')!r}: "
             "host rules need one allowlist per NGINX server and are not supported"
         )
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+    if _CONTROL.search(text):
         raise RuleError(f"rule {text!r} contains a control character, which NGINX cannot match safely")
     tokens = trace[bar + 1 :]
     notes: list[str] = []
@@ -157,7 +159,7 @@ def _prefix(static_head: str) -> tuple[str, ...]:
 
 
 def _ascii_lower(text: str) -> str:
-    return "".join(ch.lower() if "A" <= ch <= "Z" else ch for ch in text)
+    return text.translate(_ASCII_LOWER)
 
 
 __all__ = ["Compiled", "Pattern", "compile_routes", "compile_rule"]

@@ -1,0 +1,256 @@
+"""The allowlist's cost on each common layout, side by side with the same config without it (one run).
+
+``bash bench/run.sh layouts [-- --sizes 1000,5000 --layouts fits,regex --rounds 4 --seconds 3]``
+
+For each layout (a server shape the allowlist must guard, see ``LAYOUTS``), each app size (N routes,
+half static ``/s<i>``, half ``/d<i>/<int:id>``) and ``pcre_jit`` off/on it measures, for the last
+dynamic route (``/d<N-1>/12345``) and, with ``--routes dynamic,static``, the last static one:
+
+* **CPU per request**: user+system CPU time of the single NGINX process (``/proc/<pid>/stat``) while
+  wrk (keep-alive, one thread) hammers it, divided by wrk's request count; allowlist and baseline
+  alternate A/B/B/A, and the ratio is the median of per-round ratios (this VM is shared: single rounds
+  swing);
+* **instructions per request**: valgrind/callgrind on a single-process NGINX, counting only inside
+  ``ngx_process_events_and_timers`` (start-up and config parsing excluded), one keep-alive connection,
+  divided by the number of requests. Deterministic, so it is the figure to compare changes with.
+
+The state (``manage.plan``/``apply``) writes the allowlist for each layout's real config, in which the app
+location passes to ``proxy_pass``; for the measurement every ``proxy_pass`` (the user's and the fast
+path's copies) becomes ``return 200`` on both sides, so both serve with NGINX's cheapest handler and the
+difference is the allowlist alone. Per size it also prints the time to produce the include beyond the
+app's import, the allowlist files' size, ``nginx -t`` time and the worker's resident memory, against the
+same config without the allowlist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent / "_utils"), str(HERE.parent), str(HERE)]
+
+from allowlist import _cpu_seconds, _wrk_argv, _wrk_result, last_dynamic, make_app  # noqa: E402
+from devtools.nginx import Nginx, free_port, wait_port  # noqa: E402
+from phoenix.allowlist import manage  # noqa: E402
+
+APP = "proxy_pass http://127.0.0.1:9;"
+#: the layouts of issue 13: ``{g}`` is the gate include, ``{h}`` the app's handler
+LAYOUTS = {
+    "fits": "location / {{ {g}{h} }}",
+    "regex": 'location ~* \\.(css|js)$ {{ return 200 "asset\\n"; }}\n        location / {{ {g}{h} }}',
+    "uri": "location / {{ {g}proxy_pass http://127.0.0.1:9/; }}",
+    "nested": 'location / {{ {g}{h}\n            location /assets/ {{ return 200 "asset\\n"; }} }}',
+    "multi": "location / {{ {g}{h} }}\n        location /api/ {{ {g}{h} }}",
+    "if": 'location / {{ {g}if ($http_x_block) {{ return 403; }}\n            {h} }}',
+    "limit_except": "location / {{ {g}limit_except GET POST {{ deny all; }}\n            {h} }}",
+}
+_PASS = re.compile(r"proxy_pass http://127\.0\.0\.1:9[^;]*;")
+RETURN = 'return 200 "ok\\n";'
+
+
+def http_block(root: Path, layout: str, port: int, gated: bool) -> str:
+    maps = f"    include {root}/conf.d/app.allowlist.conf;\n" if gated else ""
+    gate = f"include {root}/conf.d/app.allowlist.gate; " if gated else ""
+    body = LAYOUTS[layout].format(g=gate, h=APP)
+    return f"{maps}    server {{ listen 127.0.0.1:{port};\n        {body}\n    }}"
+
+
+def build(root: Path, app_dir: Path, app: str, layout: str) -> tuple[dict[str, float], str]:
+    """Write the allowlist for ``layout`` with the real pipeline; (timings, the state's fast-path summary)."""
+    (root / "conf.d").mkdir(parents=True, exist_ok=True)
+    ngx = Nginx(root, http_block(root, layout, free_port(), gated=True), master=False)
+    p = manage.plan(str(root / "conf.d" / "app.allowlist.conf"), app=app, cwd=str(app_dir), config=str(ngx.conf))
+    manage.apply(p)
+    return p.timings, p.rendered.fast or f"no fast path: {p.fast_off}"
+
+
+def measured(built: Path, dest: Path, layout: str, gated: bool, port: int, jit: bool) -> Nginx:
+    """The config to measure in ``dest``: the layout with every ``proxy_pass`` turned into ``return 200``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if gated:
+        (dest / "conf.d").mkdir(exist_ok=True)
+        for name in ("app.allowlist.conf", "app.allowlist.gate"):
+            text = (built / "conf.d" / name).read_text()
+            (dest / "conf.d" / name).write_text(_PASS.sub(RETURN, text))
+    http = _PASS.sub(RETURN, http_block(dest, layout, port, gated))
+    return Nginx(dest, http, main_extra=f"pcre_jit {'on' if jit else 'off'};", master=False)
+
+
+def _get(conn: http.client.HTTPConnection, path: str) -> None:
+    conn.request("GET", path, headers={"Host": "bench"})
+    resp = conn.getresponse()
+    body = resp.read()
+    if resp.status != 200:
+        raise RuntimeError(f"{path} answered {resp.status} {body[:80]!r} during the benchmark")
+
+
+def cpu_rounds(servers: dict[bool, tuple[Nginx, int]], path: str, rounds: int, seconds: float,
+               connections: int) -> list[float]:
+    """Per-round ratios of NGINX CPU time per request, allowlist / baseline (A/B then B/A)."""
+    ratios = []
+    for i in range(rounds):
+        per = {}
+        for gated in ((False, True) if i % 2 == 0 else (True, False)):
+            ngx, port = servers[gated]
+            cpu = _cpu_seconds(ngx.proc.pid)
+            out = subprocess.run(_wrk_argv(port, path, seconds, connections), capture_output=True, text=True,
+                                 check=True).stdout
+            per[gated] = (_cpu_seconds(ngx.proc.pid) - cpu) / _wrk_result(out, path)[1]
+        ratios.append(per[True] / per[False])
+    return ratios
+
+
+def instructions(ngx: Nginx, port: int, path: str, requests: int) -> float:
+    """User-space instructions per keep-alive request inside NGINX's event loop (callgrind)."""
+    out = ngx.prefix / "callgrind.out"
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                             "--toggle-collect=ngx_process_events_and_timers", *ngx.argv()],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, timeout=300)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for _ in range(requests):
+            _get(conn, path)
+        conn.close()
+    finally:
+        proc.send_signal(15)
+        # a signal that lands between two event-loop iterations waits for the next event: poke it
+        for _ in range(120):
+            try:
+                proc.wait(1)
+                break
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    pass
+        else:
+            proc.kill()
+            raise RuntimeError(f"callgrind NGINX in {ngx.prefix} did not stop")
+    total = 0
+    for line in out.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            total = int(line.split()[1])
+    return total / requests
+
+
+def rss_kib(pid: int) -> int:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+
+
+def nginx_t(ngx: Nginx, times: int = 3) -> float:
+    spent = []
+    for _ in range(times):
+        started = time.perf_counter()
+        if ngx.test().returncode != 0:
+            raise RuntimeError(ngx.test().stderr)
+        spent.append(time.perf_counter() - started)
+    return statistics.median(spent)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="1000,5000")
+    ap.add_argument("--layouts", default=",".join(LAYOUTS))
+    ap.add_argument("--jit", default="off,on")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--requests", type=int, default=2000, help="keep-alive requests under callgrind")
+    ap.add_argument("--routes", default="dynamic", help="dynamic, static or both (dynamic,static)")
+    ap.add_argument("--no-callgrind", action="store_true")
+    ap.add_argument("--no-wrk", action="store_true")
+    args = ap.parse_args()
+    callgrind = not args.no_callgrind and shutil.which("valgrind")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="phoenix-layouts-") as tmp:
+        tmpdir = Path(tmp)
+        app_dir = tmpdir / "apps"
+        app_dir.mkdir()
+        print(f"nginx {subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}, "
+              f"{os.cpu_count()} cores; ratios = allowlist / the same config without it (same run)")
+        for n in (int(s) for s in args.sizes.split(",")):
+            app = make_app(app_dir, n)
+            every = {"dynamic": last_dynamic(n), "static": f"/s{n - 1 if (n - 1) % 2 == 0 else n - 2}"}
+            targets = [(kind, every[kind]) for kind in args.routes.split(",")]
+            for layout in args.layouts.split(","):
+                built = tmpdir / f"n{n}" / layout / "built"
+                runs = [build(built, app_dir, app, layout) for _ in range(3)]
+                fast = runs[0][1]
+                t = {k: statistics.median(r[0].get(k, 0.0) for r in runs) for k in runs[0][0]}
+                rest = t["extract_process"] + t["compile_render_inspect"]
+                size = sum((built / "conf.d" / f).stat().st_size for f in ("app.allowlist.conf", "app.allowlist.gate"))
+                side = {}
+                for gated in (False, True):
+                    port = free_port()
+                    ngx = measured(built, tmpdir / f"n{n}" / layout / f"m{int(gated)}", layout, gated, port, False)
+                    ngx.start(port)
+                    try:
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                        _get(conn, targets[0][1])
+                        conn.close()
+                        side[gated] = (rss_kib(ngx.proc.pid), nginx_t(ngx))
+                    finally:
+                        ngx.stop()
+                print(f"\n== {n} routes, layout {layout}: {fast}\n   include produced in app import "
+                      f"{t['app_import']:.3f}s + rest {rest:.3f}s (extractor process {t['extract_process']:.3f}s, "
+                      f"compile+render+inspect {t['compile_render_inspect']:.3f}s; CPU beyond the import "
+                      f"{t.get('rest_cpu', 0):.3f}s); allowlist files {size / 1024:.0f} KiB; "
+                      f"nginx -t {side[True][1]:.3f}s vs {side[False][1]:.3f}s; worker RSS {side[True][0] / 1024:.1f} "
+                      f"vs {side[False][0] / 1024:.1f} MiB", flush=True)
+                for jit in (j == "on" for j in args.jit.split(",")):
+                    for kind, path in targets:
+                        row = {"n": n, "layout": layout, "jit": jit, "kind": kind, "fast": not fast.startswith("no ")}
+                        servers = {}
+                        for gated in (False, True):
+                            port = free_port()
+                            ngx = measured(built, tmpdir / f"n{n}" / layout / f"{int(gated)}{int(jit)}", layout,
+                                           gated, port, jit)
+                            servers[gated] = (ngx, port)
+                        if not args.no_wrk:
+                            for ngx, port in servers.values():
+                                ngx.start(port)
+                            try:
+                                ratios = cpu_rounds(servers, path, args.rounds, args.seconds, args.connections)
+                            finally:
+                                for ngx, _ in servers.values():
+                                    ngx.stop()
+                            row.update(cpu=statistics.median(ratios), cpu_min=min(ratios), cpu_max=max(ratios))
+                        if callgrind:  # a config of its own: a fresh port, a fresh prefix
+                            for gated, key in ((False, "base_instr"), (True, "instr")):
+                                port = free_port()
+                                ngx = measured(built, tmpdir / f"n{n}" / layout / f"cg{int(gated)}{int(jit)}", layout,
+                                               gated, port, jit)
+                                row[key] = instructions(ngx, port, path, args.requests)
+                        rows.append(row)
+                        line = f"   pcre_jit {'on ' if jit else 'off'} {kind} {path}:"
+                        if "cpu" in row:
+                            line += (f" CPU/request x{row['cpu']:.3f} (rounds {row['cpu_min']:.3f}-"
+                                     f"{row['cpu_max']:.3f})")
+                        if "instr" in row:
+                            line += (f"; instructions/request {row['instr']:.0f} vs {row['base_instr']:.0f} "
+                                     f"(+{row['instr'] - row['base_instr']:.0f}, x{row['instr'] / row['base_instr']:.3f})")
+                        print(line, flush=True)
+    print("\n| routes | layout | route | fast path | pcre_jit | CPU/request (median, rounds) | instructions/request |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        cpu = f"x{r['cpu']:.3f} ({r['cpu_min']:.2f}-{r['cpu_max']:.2f})" if "cpu" in r else "-"
+        ins = (f"{r['instr']:.0f} vs {r['base_instr']:.0f} (+{r['instr'] - r['base_instr']:.0f}, "
+               f"x{r['instr'] / r['base_instr']:.3f})") if "instr" in r else "-"
+        print(f"| {r['n']:,} | {r['layout']} | {r['kind']} | {'yes' if r['fast'] else 'no'} | "
+              f"{'on' if r['jit'] else 'off'} | {cpu} | {ins} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The fast path on each common layout answers exactly as the gate alone, through the real NGINX binary.
+
+Each layout is a server shape of issue 13: a regex location beside the app's, locations nested in the
+app's, ``if`` blocks and ``set`` around the gate, ``limit_except``. The fast path is chosen by
+``fastpath.choose`` on the layout's real config (crossplane), so what is tested is what the state
+would render. One NGINX runs each layout twice: the gate alone and the gate with its fast path. Every
+request must get the same status and body from both (the fast path's handler answers "fast", the
+user's "app"), and the gate alone must agree with Werkzeug wherever the request reached the app.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devtools.nginx import Nginx, free_port
+from devtools.site import request
+from phoenix.allowlist.fastpath import FastPath, choose
+from phoenix.allowlist.nginxconf import inspect
+from phoenix.allowlist.probe import sample_path
+from phoenix.allowlist.render import render
+from tests.support.routing import METHODS, build, compiled_for, paths, rule_sets, werkzeug_allows
+
+pytestmark = pytest.mark.nginx
+
+#: ``{g}``: the gate's include, ``{h}``: the app's handler. The regexes and prefixes are chosen to hit the
+#: generated rules (static segments a, b, ab, x1, item, A, ...).
+LAYOUTS = {
+    "fits": "location / {{ {g} {h} }}",
+    "regex": 'location ~* "b/?$" {{ return 200 "regex\\n"; }}\n location ~ ^/x1 {{ return 200 "x1\\n"; }}\n'
+             "location / {{ {g} {h} }}",
+    "nested": 'location / {{ {g} {h}\n location /a {{ return 200 "nested a\\n"; }}\n'
+              ' location = /item {{ return 200 "exact\\n"; }}\n location ~ 1$ {{ return 200 "one\\n"; }} }}',
+    "if": "location / {{ if ($request_method = DELETE) {{ return 405; }} set $x 1; {g}\n"
+          " if ($request_method = PUT) {{ return 418; }} {h} }}",
+    "limit_except": "location / {{ {g} limit_except GET HEAD PUT {{ deny all; }} {h} }}",
+}
+PASS = "proxy_pass http://127.0.0.1:9;"
+APP_ANSWER = 'return 200 "app\\n";'
+FAST_ANSWER = 'return 200 "fast\\n";'
+
+
+def _server(layout: str, port: int, gate: Path) -> str:
+    return f"server {{ listen 127.0.0.1:{port};\n{LAYOUTS[layout].format(g=f'include {gate};', h=APP_ANSWER)}\n}}"
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory):
+    """Each layout's fast path, chosen by ``choose`` on its real config, serving with "fast"."""
+    root = tmp_path_factory.mktemp("layouts")
+    out: dict[str, FastPath] = {}
+    for layout, shape in LAYOUTS.items():
+        maps, gate = root / f"{layout}.conf", root / f"{layout}.gate"
+        maps.write_text("")
+        gate.write_text("")
+        conf = root / f"{layout}.nginx.conf"
+        conf.write_text(f"events {{}}\nhttp {{ include {maps};\nserver {{ listen 127.0.0.1:9;\n"
+                        f"{shape.format(g=f'include {gate};', h=PASS)}\n}} }}\n")
+        fast, why = choose(inspect(str(conf), str(maps), str(gate)))
+        assert fast is not None, (layout, why)
+        out[layout] = dataclasses.replace(fast, handler=FAST_ANSWER)
+    return {"root": tmp_path_factory.mktemp("layout-nginx"), "fast": out}
+
+
+def _answers(state, compiled, requests):
+    root = state["root"]
+    plain = render(compiled, "prop")
+    (root / "maps.conf").write_text(plain.maps)
+    (root / "gate.conf").write_text(plain.gate)
+    servers, ports = [], {}
+    for layout, fast in state["fast"].items():
+        (root / f"{layout}.fast").write_text(render(compiled, "prop", fast=fast).gate)
+        ports[layout] = (free_port(), free_port())
+        servers += [_server(layout, ports[layout][0], root / "gate.conf"),
+                    _server(layout, ports[layout][1], root / f"{layout}.fast")]
+    ngx = Nginx(root, f"include {root}/maps.conf;\n" + "\n".join(servers), master=False)
+    test = ngx.test()
+    assert test.returncode == 0, test.stderr
+    ngx.start(ports["fits"][0])
+    try:
+        out = {}
+        for layout, (gate_port, fast_port) in ports.items():
+            out[layout] = [(request(gate_port, m, p)[::2], request(fast_port, m, p)[::2]) for m, p in requests]
+        return out
+    finally:
+        ngx.stop()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rules=rule_sets(), probes=st.lists(paths(), min_size=4, max_size=10),
+       methods=st.lists(st.sampled_from(METHODS), min_size=1, max_size=2, unique=True))
+def test_each_layout_answers_like_the_gate_alone(layouts, rules, probes, methods):
+    url_map = build(rules)
+    compiled = compiled_for(url_map)
+    probes = probes + [p for p in (sample_path(compiled, pat) for pat in compiled.patterns) if p]
+    requests = [(m, urllib.parse.quote(p, safe="/-._~!$&'()*+,;=:@")) for m in methods for p in probes]
+    answers = _answers(layouts, compiled, requests)
+    for layout, pairs in answers.items():
+        for (method, path), (gate, fast) in zip(requests, pairs):
+            # the fast path's locations (and their fallbacks) answer "fast" where the user's location said "app"
+            assert (fast[0], b"app\n" if fast[1] == b"fast\n" else fast[1]) == gate, \
+                (layout, rules, method, path, gate, fast)
+            if gate == (200, b"app\n"):
+                assert werkzeug_allows(url_map, method, urllib.parse.unquote(path)), (layout, rules, method, path)
+            if gate[0] == 404:
+                assert not werkzeug_allows(url_map, method, urllib.parse.unquote(path)), (layout, rules, method, path)
+
+
+def test_the_fast_path_answers_on_each_layout(layouts):
+    """Fixed rules: on every layout the fast path really answers (its own body) where it may."""
+    url_map = build([("/users/<int:id>", ("GET",), True), ("/ab/<int:id>", None, True), ("/login", ("GET",), True),
+                     ("/x1/<int:id>", None, True)])
+    compiled = compiled_for(url_map)
+    requests = [("GET", "/users/5"), ("GET", "/login"), ("GET", "/users/5?x=1"), ("POST", "/users/5"),
+                ("GET", "/ab/5"), ("GET", "/x1/5"), ("GET", "/users/51"), ("DELETE", "/users/5"), ("PUT", "/login"), ("PUT", "/ab/5"),
+                ("GET", "/users/b")]
+    answers = _answers(layouts, compiled, requests)
+    for layout, pairs in answers.items():
+        fast = [f for _, f in pairs]
+        assert fast[0] == (200, b"fast\n") and fast[1] == (200, b"fast\n"), (layout, fast)
+        assert fast[2][0] == 200, (layout, fast)  # a query string asks the maps
+        assert fast[3][0] in (403, 404), (layout, fast)
+    # where NGINX chose the user's own location before, it still does
+    assert answers["nested"][4][1] == (200, b"nested a\n") and answers["nested"][6][1] == (200, b"one\n")
+    assert answers["regex"][10][1] == (200, b"regex\n") and answers["regex"][5][1] == (200, b"x1\n")
+    assert answers["if"][7][1][0] == 405 and answers["if"][8][1][0] == 404 and answers["if"][9][1][0] == 418
+    assert answers["limit_except"][3][1][0] == 403 and answers["limit_except"][8][1][0] == 404
