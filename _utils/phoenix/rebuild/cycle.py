@@ -273,7 +273,7 @@ def run_cycle(
     result = _watch_to_end(aws, target, options, plan, set(original), reporter, sleep, monotonic, started,
                            operation, lock_value)
     return _finish(aws, target, options, plan, base, result, original, before, cache, reporter, started, t0,
-                   trigger_t, lock_value)
+                   trigger_t, lock_value, monotonic)
 
 
 def _watch_to_end(aws: AWS, target: Target, options: RebuildOptions, plan: sched.Plan, original: set[str],
@@ -313,8 +313,8 @@ def _watch_to_end(aws: AWS, target: Target, options: RebuildOptions, plan: sched
 
 def _finish(aws: AWS, target: Target, options: RebuildOptions, plan: sched.Plan, base: dict[str, Any],
             watched: dict[str, Any], original: set[str], before: dict[str, Any], cache: dict[str, datetime],
-            reporter: Reporter, started: datetime, t0: float, trigger_t: float, lock_value: str | None
-            ) -> dict[str, Any]:
+            reporter: Reporter, started: datetime, t0: float, trigger_t: float, lock_value: str | None,
+            monotonic: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     result: WatchResult = watched["result"]
     tracker: Tracker = watched["tracker"]
     snap = result.snapshot
@@ -450,7 +450,7 @@ def _adopt(aws: AWS, target: Target, options: RebuildOptions, plan: sched.Plan, 
     watched = _watch_to_end(aws, target, options, plan, original, reporter, sleep, monotonic, op_started,
                             old.operation, lock_value)
     summary = _finish(aws, target, options, plan, base, watched, original, before, cache, reporter, op_started, t0,
-                      trigger_t, lock_value)
+                      trigger_t, lock_value, monotonic)
     summary["comment"] = f"Adopted interrupted cycle {old.cycle_id} ({why}). " + summary["comment"]
     return summary
 
