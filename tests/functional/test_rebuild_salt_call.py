@@ -312,17 +312,25 @@ def test_orchestration_sls_renders_one_fresh_state_per_target_in_order(salt_call
     assert list(empty) == ["phoenix-rebuild-no-target"]
 
 
-def test_schedule_sls_schedules_the_daily_run(salt_call):
-    pillar = 'pillar={"phoenix": {"rebuild": {"schedule": {"hours": 24, "splay": 600, "offline": true}}}}'
+def test_schedule_sls_schedules_the_hourly_check(salt_call):
+    pillar = ('pillar={"phoenix": {"rebuild": {"check_interval": "30m", "check_splay": "2m", '
+              '"schedule": {"offline": true}}}}')
     _, out, _ = salt_call("state.apply", "rebuild.schedule", pillar)
     (ret,) = out.values()
     assert ret["result"] is True, ret
     _, jobs, _ = salt_call("schedule.list", "offline=True", "return_yaml=False")
     job = jobs["phoenix-rebuild-daily"]
     assert job["function"] == "state.sls" and job["args"] == ["rebuild.daily"]
-    assert job["hours"] == 24 and job["splay"] == 600
+    assert job["seconds"] == 1800 and job["splay"] == 120 and job["maxrunning"] == 1
     _, again, _ = salt_call("state.apply", "rebuild.schedule", pillar)
     assert list(again.values())[0]["changes"] == {}  # idempotent
+
+
+def test_schedule_sls_refuses_the_old_daily_keys(salt_call):
+    pillar = 'pillar={"phoenix": {"rebuild": {"schedule": {"hours": 24, "offline": true}}}}'
+    rc, out, _ = salt_call("state.apply", "rebuild.schedule", pillar, check=False)
+    (ret,) = out.values()
+    assert ret["result"] is False and "phoenix:rebuild:schedule:hours is no longer used" in ret["comment"]
 
 
 def test_daily_sls_uses_the_fresh_state_for_each_stack(salt_call):

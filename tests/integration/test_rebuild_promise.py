@@ -348,12 +348,15 @@ def test_fourteen_days_no_instance_older_than_max_age(cloud, provisioner, tmp_pa
         failed_done = False
         log: list[dict[str, Any]] = []
         checks = 0
+        spent = {"checks": 0.0, "cycles": 0.0, "advance": 0.0}
         t = clock.now()
         while t < end:
             if outage is None or not (outage[0] <= t < outage[1]):
                 checks += 1
+                real = time.monotonic()
                 target = resolve(aws, stack="web")
                 rep = report(aws, target, opts)
+                spent["checks"] += time.monotonic() - real
                 due = rep["schedule"]["due"] or rep["past_max_age"]
                 if due and outage is None and t > start + 3 * DAY:
                     outage = (t, t + 3 * 3600)  # the master goes down right when the cycle falls due
@@ -362,7 +365,9 @@ def test_fourteen_days_no_instance_older_than_max_age(cloud, provisioner, tmp_pa
                     if not failed_done and t >= fail_from:
                         virtual.abandon_next = 1
                         failed_done = True
+                    real = time.monotonic()
                     summary = run_cycle(aws, opts, stack="web", fix_policy=True, sleep=sleep, monotonic=clock.now)
+                    spent["cycles"] += time.monotonic() - real
                     log.append({"t": t, "event": "cycle", "result": summary["result"], "outcome": summary["outcome"],
                                 "duration": summary["duration_seconds"], "deadline": opts.deadline,
                                 "lead": rep["schedule"]["lead_seconds"]})
@@ -374,7 +379,9 @@ def test_fourteen_days_no_instance_older_than_max_age(cloud, provisioner, tmp_pa
                 if now < r < nxt:
                     nxt = r  # a restart: run_on_start checks at once, and the schedule restarts from there
                     log.append({"t": r, "event": "restart"})
+            real = time.monotonic()
             cloud.advance(max(0.0, nxt - clock.now()))
+            spent["advance"] += time.monotonic() - real
             t = nxt
         final = clock.now()
         records = cloud.instances(group)
@@ -390,7 +397,8 @@ def test_fourteen_days_no_instance_older_than_max_age(cloud, provisioner, tmp_pa
               "failed_cycles": sum(not c["result"] for c in cycles), "restarts": len(restarts),
               "outage_hours": 3, "max_instance_age_hours": round(max_seen / 3600, 2),
               "max_age_hours": opts.max_age / 3600, "margin_hours": round((opts.max_age - max_seen) / 3600, 2),
-              "cycle_minutes": [round(c["duration"] / 60, 1) for c in cycles]}
+              "cycle_minutes": [round(c["duration"] / 60, 1) for c in cycles],
+              "real_seconds": {k: round(v, 1) for k, v in spent.items()}}
     (tmp_path / "promise.json").write_text(json.dumps(result, indent=2))
     print("14-day simulation:", json.dumps(result))
     assert any(e["event"] == "outage" for e in log) and failed_done

@@ -1,9 +1,14 @@
-"""One rebuild cycle: resolve -> status before -> preflight (-> fix policy) -> lock -> trigger -> watch -> summary.
+"""One rebuild cycle: resolve -> status before -> preflight (-> fix policy) -> plan -> trigger (AWS accepts one
+update at a time: the lock) -> lock tag -> watch (abandon budget, deadline) -> cancel and watch the rollback
+-> release -> record the duration -> summary.
 
 ``run_cycle`` returns a summary dict (``result`` True/False) once a cycle was triggered, and raises
 :class:`~phoenix.rebuild.errors.RebuildError` / :class:`~phoenix.aws.PhoenixAWSError` when it refuses
-to start (nothing changed). A failed cycle leaves the old fleet serving: CloudFormation rolls the
-update back, an instance refresh stops; the summary says which instances are in service.
+to start (saying what, if anything, it changed: at most the stack policy with ``fix_policy``). A failed
+cycle is rolled back (CloudFormation) or stopped (instance refresh); the summary says how many original
+instances were terminated first and what is in service now. An interrupted cycle found by the next call
+is adopted (its update still runs) or reported and cleaned up (its update ended): see
+:mod:`phoenix.rebuild.lock`.
 """
 
 from __future__ import annotations
@@ -77,7 +82,9 @@ def _refuse(reporter: Reporter, pre: dict[str, Any]) -> None:
     reporter.event("failed", "refused by preflight: " + "; ".join(p["message"] for p in pre["problems"]),
                    failed_at="preflight", problems=pre["problems"])
     cls = CycleInProgress if "cycle_in_progress" in codes else PreflightFailed
-    raise cls(reporter.group, pre["problems"])
+    changed = ("only the stack policy was changed (fix_policy)" if "policy_fixed" in pre
+               else "nothing was changed")
+    raise cls(reporter.group, pre["problems"], changed)
 
 
 def _views(group_data: dict[str, Any], launched: dict[str, datetime]) -> dict[str, InstanceView]:
