@@ -25,10 +25,10 @@
 {%- if old_keys %}
 phoenix-rebuild-schedule-settings:
   test.fail_without_changes:
-    - name: >-
+    - comment: >-
         phoenix:rebuild:schedule:{{ old_keys | join(', ') }} is no longer used: the check runs every
         phoenix:rebuild:check_interval (default 1h) with phoenix:rebuild:check_splay (default 5m); move or
-        remove the key(s)
+        remove the key(s). Nothing was scheduled.
 {%- else %}
 {%-   set interval = salt['rebuild.seconds'](cfg.get('check_interval', '1h'), 'phoenix:rebuild:check_interval') %}
 {%-   set splay = salt['rebuild.seconds'](cfg.get('check_splay', '5m'), 'phoenix:rebuild:check_splay') %}
