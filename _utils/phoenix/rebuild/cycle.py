@@ -254,13 +254,14 @@ def run_cycle(
 
     # -- trigger: AWS accepts one update at a time, that is the lock -------------------------------------
     try:
+        _recheck(aws, target, facts, options, assessment.lock.raw if assessment.lock else None)
         sent = tr.send(aws, options.strategy, call_plan, target)
     except CycleInProgress as exc:
         changed = "only the stack policy it set" if "policy_fixed" in pre else "nothing"
         holder = lk.current(aws, target.group)
         message = (f"rebuild of {target.group} refused: another cycle"
                    + (f" ({holder.cycle_id}, owner {holder.owner})" if holder and not holder.garbled else "")
-                   + f" started its update first and AWS refused this one; this call changed {changed}")
+                   + f" got the group first ({exc.problems[0]['message']}); this call changed {changed}")
         reporter.event("failed", message, failed_at="trigger", error=str(exc))
         raise CycleInProgress(target.group, [{"code": "cycle_in_progress", "message": message,
                                               "fix": "wait for that cycle (rebuild.status)"}]) from None
@@ -281,6 +282,38 @@ def run_cycle(
                            operation, lock_value)
     return _finish(aws, target, options, plan, base, result, original, before, cache, reporter, started, t0,
                    trigger_t, lock_value, monotonic)
+
+
+def _recheck(aws: AWS, target: Target, facts: pf.Facts, options: RebuildOptions, removed: str | None) -> None:
+    """Just before the trigger: has another cycle run (or started) since preflight looked?
+
+    AWS refuses a second update while one runs, but a fast update of another cycle could start *and end*
+    between this cycle's preflight and its trigger; then both would run one after the other and the second
+    would take the first's lock tag while the first still releases it. So the trigger only goes out when the
+    stack's timestamp parameter, the group's instance refreshes and its lock tag are what preflight saw.
+    """
+    changed = None
+    now_lock = lk.current(aws, target.group)
+    if now_lock is not None and now_lock.raw != removed:
+        changed = f"cycle {now_lock.cycle_id} (owner {now_lock.owner}) took the group meanwhile"
+    elif options.strategy == "cloudformation" and target.stack:
+        s = aws.call("cloudformation", "describe_stacks", f"stack {target.stack}", StackName=target.stack)["Stacks"][0]
+        params = {p["ParameterKey"]: p.get("ParameterValue") for p in s.get("Parameters", [])}
+        if s.get("StackStatus") != target.stack_status or params.get(options.timestamp_parameter) != \
+                target.parameters.get(options.timestamp_parameter):
+            changed = (f"stack {target.stack} changed since preflight ({target.stack_status} -> {s.get('StackStatus')}, "
+                       f"{options.timestamp_parameter} {target.parameters.get(options.timestamp_parameter)} -> "
+                       f"{params.get(options.timestamp_parameter)}): another cycle ran meanwhile")
+    elif options.strategy == "instance_refresh":
+        refreshes = aws.call("autoscaling", "describe_instance_refreshes", f"group {target.group}",
+                             AutoScalingGroupName=target.group, MaxRecords=5).get("InstanceRefreshes", [])
+        seen = {r.get("InstanceRefreshId") for r in facts.refreshes or []}
+        new = [r.get("InstanceRefreshId") for r in refreshes if r.get("InstanceRefreshId") not in seen]
+        if facts.refreshes is not None and new:
+            changed = f"instance refresh {new[0]} started on {target.group} since preflight: another cycle ran"
+    if changed:
+        raise CycleInProgress(target.group, [{"code": "cycle_in_progress", "message": changed,
+                                              "fix": "run the check again; it decides from the new state"}])
 
 
 def _watch_to_end(aws: AWS, target: Target, options: RebuildOptions, plan: sched.Plan, original: set[str],
