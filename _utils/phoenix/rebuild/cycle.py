@@ -304,12 +304,12 @@ def _recheck(aws: AWS, target: Target, facts: pf.Facts, options: RebuildOptions,
             changed = (f"stack {target.stack} changed since preflight ({target.stack_status} -> {s.get('StackStatus')}, "
                        f"{options.timestamp_parameter} {target.parameters.get(options.timestamp_parameter)} -> "
                        f"{params.get(options.timestamp_parameter)}): another cycle ran meanwhile")
-    elif options.strategy == "instance_refresh":
+    elif options.strategy == "instance_refresh" and facts.refreshes is not None:
         refreshes = aws.call("autoscaling", "describe_instance_refreshes", f"group {target.group}",
                              AutoScalingGroupName=target.group, MaxRecords=5).get("InstanceRefreshes", [])
         seen = {r.get("InstanceRefreshId") for r in facts.refreshes or []}
         new = [r.get("InstanceRefreshId") for r in refreshes if r.get("InstanceRefreshId") not in seen]
-        if facts.refreshes is not None and new:
+        if new:
             changed = f"instance refresh {new[0]} started on {target.group} since preflight: another cycle ran"
     if changed:
         raise CycleInProgress(target.group, [{"code": "cycle_in_progress", "message": changed,
