@@ -162,12 +162,14 @@ class SaltInstanceAgent:
         imds = self.cloud.imds_url(instance_id)
         document = _get(f"{imds}/latest/dynamic/instance-identity/document")
         signature = _get(f"{imds}/latest/dynamic/instance-identity/signature")
-        # Unix socket paths must stay under 108 bytes: the minion's sockets go to a short temp dir
+        # Unix socket paths must stay under 108 bytes, and Salt prepends root_dir to sock_dir whatever it is:
+        # the minion sees its root_dir through a short symlink (<short temp dir>/r -> <base_dir>/<id>/root)
         sock_dir = Path(tempfile.mkdtemp(prefix=f"lc-{instance_id[-8:]}-"))
         inst = Instance(instance_id=instance_id, root=self.base_dir / instance_id, private_ip=private_ip,
                         sock_dir=sock_dir)
         inst.conf_dir.mkdir(parents=True, exist_ok=True)
         inst.boot_dir.mkdir(parents=True, exist_ok=True)
+        (sock_dir / "r").symlink_to(inst.root_dir, target_is_directory=True)
         (inst.conf_dir / "minion").write_text(yaml.safe_dump(self._config(inst, document, signature)))
         with self._lock:
             self.instances[instance_id] = inst
@@ -233,8 +235,8 @@ class SaltInstanceAgent:
             "master_port": self.master_port,
             "publish_port": self.publish_port,
             "source_address": inst.private_ip,  # the instance talks from its own address
-            "root_dir": str(inst.root_dir),
-            "sock_dir": str(inst.sock_dir),
+            # short alias of inst.root_dir; the sockets go to its default var/run/salt/minion
+            "root_dir": str(inst.sock_dir / "r"),
             "user": getpass.getuser(),
             "autosign_grains": list(IDENTITY_GRAINS),
             "grains": {
