@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[str, dict[str, Any]], Any]
 GLOBAL_TIMEOUT_CAP = 172800  # AWS: at most 48 hours, or 100 x HeartbeatTimeout, whichever is smaller
+RETRY_COMPLETION = 30.0  # seconds a claimed CONTINUE/ABANDON may take before the engine sends it again
 
 
 def no_active_action(exc: Exception) -> bool:
@@ -148,14 +149,18 @@ class Consumer:
         now = self.clock()
         for action in self.ledger.open_actions():
             if action.state == COMPLETING:
-                if self._complete is not None and now - self._last_retry.get(action.token, 0) >= 10:
+                # a completion still stuck after RETRY_COMPLETION seconds did not get through: send it again
+                began = action.completed_at or action.received_at
+                if (self._complete is not None and now - began >= RETRY_COMPLETION
+                        and now - self._last_retry.get(action.token, 0) >= RETRY_COMPLETION):
                     self._last_retry[action.token] = now
                     self._complete(action)  # a completion that did not get through: try again
                     done.append((action.instance_id, "completion retried"))
                 continue
             if now >= action.global_deadline:
-                self.ledger.finish(action.token, EXPIRED, "the global timeout passed: AWS applies the hook's "
-                                                          "DefaultResult")
+                if not self.ledger.finish(action.token, EXPIRED, "the global timeout passed: AWS applies the "
+                                          "hook's DefaultResult", from_states=(IN_FLIGHT,)):
+                    continue
                 log.warning("lifecycle: %s action for %s passed its global timeout; heartbeats stop",
                             action.kind, action.instance_id)
                 self.emit(events.tag("expired", action.instance_id), {"instance_id": action.instance_id})
@@ -169,7 +174,8 @@ class Consumer:
                               LifecycleActionToken=action.token)
             except PhoenixAWSError as exc:
                 if no_active_action(exc):
-                    self.ledger.finish(action.token, GONE, exc.message)
+                    if not self.ledger.finish(action.token, GONE, exc.message, from_states=(IN_FLIGHT,)):
+                        continue  # completed meanwhile: the completion's state stands
                     log.info("lifecycle: %s has no active lifecycle action any more (final): %s",
                              action.instance_id, exc.message)
                     self.emit(events.tag("gone", action.instance_id), {"instance_id": action.instance_id,

@@ -275,17 +275,27 @@ class Ledger:
     def begin_completion(self, token: str, result: str, reason: str | None = None) -> bool:
         """Claim the right to send ``result`` (CONTINUE/ABANDON); exactly one caller ever gets ``True``."""
         with self._tx() as db:
-            cur = db.execute("UPDATE actions SET state = ?, result = ?, reason = COALESCE(?, reason) "
-                             "WHERE token = ? AND state = ?", (COMPLETING, result, reason, token, IN_FLIGHT))
+            # completed_at holds when the completion began until the final state replaces it
+            cur = db.execute("UPDATE actions SET state = ?, result = ?, reason = COALESCE(?, reason), "
+                             "completed_at = ? WHERE token = ? AND state = ?",
+                             (COMPLETING, result, reason, time.time(), token, IN_FLIGHT))
             return cur.rowcount == 1
 
-    def finish(self, token: str, state: str, reason: str | None = None) -> None:
-        """Move an action to a final state (continued, abandoned, expired, gone)."""
+    def finish(self, token: str, state: str, reason: str | None = None,
+               from_states: tuple[str, ...] = OPEN_STATES) -> bool:
+        """Move an open action to a final state (continued, abandoned, expired, gone).
+
+        Only from ``from_states``: a final state is never overwritten (a heartbeat that raced a completion
+        must not turn ``abandoned`` into ``gone``). ``False`` when the action was not in one of them.
+        """
         if state not in FINAL_STATES:
             raise ValueError(f"not a final ledger state: {state!r} (one of {', '.join(FINAL_STATES)})")
+        marks = ", ".join("?" for _ in from_states)
         with self._tx() as db:
-            db.execute("UPDATE actions SET state = ?, completed_at = ?, reason = COALESCE(?, reason), "
-                       "claimed_by = NULL WHERE token = ?", (state, time.time(), reason, token))
+            cur = db.execute("UPDATE actions SET state = ?, completed_at = ?, reason = COALESCE(?, reason), "
+                             f"claimed_by = NULL WHERE token = ? AND state IN ({marks})",
+                             (state, time.time(), reason, token, *from_states))
+            return cur.rowcount == 1
 
     # -- keys and identity documents -------------------------------------------------------------
     def key_accepted_before(self, instance_id: str) -> bool:
