@@ -138,7 +138,9 @@ class Consumer:
             if not found:
                 raise LookupError(f"group {group} has no lifecycle hook {hook}")
             heartbeat = int(found[0].get("HeartbeatTimeout") or 3600)
-            cap = int(found[0].get("GlobalTimeout") or min(100 * heartbeat, GLOBAL_TIMEOUT_CAP))
+            # AWS: 100 x HeartbeatTimeout or 48 h, whichever is smaller (GlobalTimeout reports it; moto
+            # reports 48 h for every hook, so the smaller of both is taken)
+            cap = min(int(found[0].get("GlobalTimeout") or GLOBAL_TIMEOUT_CAP), 100 * heartbeat, GLOBAL_TIMEOUT_CAP)
             self._hooks[key] = (heartbeat, cap)
         return self._hooks[key]
 
