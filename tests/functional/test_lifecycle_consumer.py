@@ -138,6 +138,7 @@ def test_the_message_stays_when_the_ledger_cannot_write(env, monkeypatch):
 def test_heartbeats_at_a_third_of_the_timeout_until_gone(env):
     iid = launch(env)
     action = env["ledger"].in_flight(iid)
+    env["ledger"].claim(action.token, "orch-test")  # an orchestration works on it (no re-trigger)
     env["clock"]["now"] = action.last_heartbeat + 9  # before timeout/3: nothing due
     assert env["consumer"].heartbeat_once() == []
     env["clock"]["now"] = action.last_heartbeat + 10.5
@@ -169,10 +170,16 @@ def test_resume_triggers_what_is_in_flight_and_completion_happens_once(env):
     iid = launch(env)
     env["ledger"].claim(env["ledger"].in_flight(iid).token, "orch-before-restart")
     env["events"].clear()
-    again = Consumer(env["aws"], env["ledger"], env["options"], lambda t, d: env["events"].append((t, d)))
+    again = Consumer(env["aws"], env["ledger"], env["options"], lambda t, d: env["events"].append((t, d)),
+                     clock=lambda: env["clock"]["now"])
+    env["clock"]["now"] = env["cloud"].clock.now()
     assert again.resume() == [iid]
-    assert f"phoenix/lifecycle/launching/{iid}" in [t for t, _ in env["events"]]
+    assert [t for t, _ in env["events"]] == [f"phoenix/lifecycle/resumed/{iid}"]
     assert env["ledger"].in_flight(iid).claimed_by is None  # the old orchestration died with the master
+    env["clock"]["now"] += 5.5  # the trigger follows a moment later, once the reactor listens too
+    assert (iid, "retriggered") in again.heartbeat_once()
+    assert f"phoenix/lifecycle/launching/{iid}" in [t for t, _ in env["events"]]
+    assert again.heartbeat_once() == []  # and not again while the next orchestration has its chance
     emit = lambda t, d: env["events"].append((t, d))  # noqa: E731
     first = signal.complete(env["aws"], env["ledger"], iid, LAUNCHING, "CONTINUE", None, emit)
     second = signal.complete(env["aws"], env["ledger"], iid, LAUNCHING, "CONTINUE", None, emit)

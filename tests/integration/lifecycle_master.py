@@ -122,3 +122,35 @@ def accepted_keys(salt_master) -> list[str]:
 def pending_keys(salt_master) -> list[str]:
     ret = salt_master.salt_key_cli().run("--list", "pre", "--out", "json")
     return (ret.data or {}).get("minions_pre", [])
+
+
+def http_get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
+
+
+def rogue_minion(agent, minion_id: str, document: str, signature: str, name: str | None = None):
+    """A real salt-minion that claims ``minion_id`` with the given identity grains and a key of its own
+    (what an attacker on the network can run). Returns its process; the caller stops it."""
+    import os
+    import subprocess
+    import sys
+
+    from localcloud.salt_instance import Instance
+
+    import tempfile
+
+    root = agent.base_dir / f"rogue-{name or minion_id}"
+    inst = Instance(instance_id=minion_id, root=root, private_ip="127.0.0.1",
+                    sock_dir=Path(tempfile.mkdtemp(prefix="lc-rogue-")))
+    inst.conf_dir.mkdir(parents=True, exist_ok=True)
+    config = agent._config(inst, document, signature)
+    (inst.conf_dir / "minion").write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-c", "import salt.scripts; salt.scripts.salt_minion()",
+                             "--config-dir", str(inst.conf_dir), "--log-level", "quiet"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ), start_new_session=True)
+    proc.sock_dir = inst.sock_dir  # type: ignore[attr-defined]  # the caller removes it after stopping
+    return proc

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 Emit = Callable[[str, dict[str, Any]], Any]
 GLOBAL_TIMEOUT_CAP = 172800  # AWS: at most 48 hours, or 100 x HeartbeatTimeout, whichever is smaller
 RETRY_COMPLETION = 30.0  # seconds a claimed CONTINUE/ABANDON may take before the engine sends it again
+RETRIGGER = 30.0  # seconds an in-flight action may stay unclaimed before its trigger is fired again
+RESUME_DELAY = 5.0  # after a (re)start: seconds before open actions are triggered (the reactor starts too)
 
 
 def no_active_action(exc: Exception) -> bool:
@@ -127,6 +129,7 @@ class Consumer:
         self.emit(events.tag("recorded", action.instance_id), {"instance_id": action.instance_id,
                                                               "transition": action.transition,
                                                               "group": action.group})
+        self.ledger.triggered(action.token, self.clock())
         trigger(self.emit, action)
         return "recorded"
 
@@ -168,6 +171,13 @@ class Consumer:
                 self.emit(events.tag("expired", action.instance_id), {"instance_id": action.instance_id})
                 done.append((action.instance_id, EXPIRED))
                 continue
+            if action.claimed_by is None and now - (action.triggered_at or action.received_at) >= RETRIGGER:
+                # nobody took it up: the event was lost (reactor busy or not running yet); fire it again
+                self.ledger.triggered(action.token, now)
+                log.info("lifecycle: %s action for %s is not being worked on: triggering it again",
+                         action.kind, action.instance_id)
+                trigger(self.emit, action, retriggered=True)
+                done.append((action.instance_id, "retriggered"))
             if now < action.heartbeat_due():
                 continue
             try:
@@ -195,17 +205,19 @@ class Consumer:
 
     # -- restart ---------------------------------------------------------------------------------
     def resume(self) -> list[str]:
-        """After a (re)start: release stale claims, trigger every in-flight action again."""
+        """After a (re)start: release stale claims; every in-flight action is triggered again by the
+        heartbeat loop ``RESUME_DELAY`` seconds later (the reactor may not listen yet right now)."""
         released = self.ledger.release_claims()
         resumed: list[str] = []
+        due = self.clock() - RETRIGGER + RESUME_DELAY
         for action in self.ledger.open_actions():
             if action.state != IN_FLIGHT:
                 continue
             resumed.append(action.instance_id)
+            self.ledger.triggered(action.token, due)
             log.info("lifecycle: resuming %s action for %s", action.kind, action.instance_id)
             self.emit(events.tag("resumed", action.instance_id), {"instance_id": action.instance_id,
                                                                  "transition": action.transition})
-            trigger(self.emit, action, resumed=True)
         if released:
             log.info("lifecycle: released %s orchestration claim(s) from before the restart", released)
         return resumed

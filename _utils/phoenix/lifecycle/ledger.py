@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS actions (
     reason            TEXT,
     claimed_by        TEXT,
     claimed_at        REAL,
+    triggered_at      REAL,
     metadata          TEXT
 );
 CREATE INDEX IF NOT EXISTS actions_instance ON actions (instance_id, transition, state);
@@ -115,6 +116,7 @@ class Action:
     completed_at: float | None = None
     claimed_by: str | None = None
     claimed_at: float | None = None
+    triggered_at: float | None = None
     metadata: str | None = None
 
     @property
@@ -136,7 +138,7 @@ class Action:
 
 _COLUMNS = ("token", "instance_id", "grp", "hook", "transition", "state", "received_at", "heartbeat_timeout",
             "global_deadline", "reason", "notified_at", "last_heartbeat", "heartbeats", "result", "completed_at",
-            "claimed_by", "claimed_at", "metadata")
+            "claimed_by", "claimed_at", "triggered_at", "metadata")
 
 
 def _action(row: sqlite3.Row | tuple[Any, ...]) -> Action:
@@ -260,6 +262,11 @@ class Ledger:
             cur = db.execute("UPDATE actions SET claimed_by = ?, claimed_at = ? WHERE token = ? AND state = ? "
                              "AND (claimed_by IS NULL OR claimed_by = ?)", (owner, time.time(), token, IN_FLIGHT, owner))
             return cur.rowcount == 1
+
+    def triggered(self, token: str, at: float) -> None:
+        """The trigger event for ``token`` was fired at ``at`` (the engine re-fires unclaimed ones)."""
+        with self._tx() as db:
+            db.execute("UPDATE actions SET triggered_at = ? WHERE token = ?", (at, token))
 
     def release_claims(self) -> int:
         """Forget every claim (the engine's start: nothing from before the restart is still running)."""
