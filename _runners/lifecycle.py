@@ -167,8 +167,12 @@ def claim(instance_id: str, kind: str = "launching", owner: str | None = None) -
         return ignored(f"no in-flight {kind} action in the ledger (latest: {latest.state if latest else 'none'})")
     state, group = phoenix.lifecycle.cloud.instance_state(_aws(), instance_id)
     if state != WAIT_STATES[kind] or group != action.group:
-        return ignored(f"AWS says {state or 'unknown'} in group {group!r}, expected {WAIT_STATES[kind]} in "
-                       f"{action.group!r}")
+        reason = f"AWS says {state or 'unknown'} in group {group!r}, expected {WAIT_STATES[kind]} in {action.group!r}"
+        if state is None or group == action.group:
+            # AWS is the source of truth: the action is no longer open there (terminated, completed)
+            ledger.finish(action.token, phoenix.lifecycle.ledger.GONE, reason,
+                          from_states=(phoenix.lifecycle.ledger.IN_FLIGHT,))
+        return ignored(reason)
     if not ledger.claim(action.token, owner):
         return ignored("another orchestration is already working on this action")
     return _done(instance_id, "claim", f"{kind} action in {action.group} claimed", started, group=action.group)

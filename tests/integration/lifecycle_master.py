@@ -39,6 +39,8 @@ def master_overrides(endpoint: str, queue_url: str, certificate: Path, pillar_ro
                                  "wait_seconds": 1, "key_timeout": 60, "highstate_timeout": 120,
                                  "health_timeout": 15, "health": {"port": 8080}})
     phoenix["lifecycle"].update(lifecycle or {})
+    # rebuild.cycle's instance refresh on a group of 3: keep 2 in service, replace one at a time
+    phoenix["rebuild"] = {"min_healthy_percentage": 60}
     config.update({
         "phoenix": phoenix,
         "interface": "127.0.0.1",
@@ -114,14 +116,18 @@ def wait_event(event_listener, master_id: str, pattern: str, after: float, timeo
     raise AssertionError(f"no event {pattern} within {timeout}s")
 
 
+def _keys(salt_master, bucket: str) -> list[str]:
+    """Minion ids in one of Salt's key buckets (the master's pki_dir, Salt 3008's localfs_key driver)."""
+    folder = Path(salt_master.config["pki_dir"]) / bucket
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
 def accepted_keys(salt_master) -> list[str]:
-    ret = salt_master.salt_key_cli().run("--list", "acc", "--out", "json")
-    return (ret.data or {}).get("minions", [])
+    return _keys(salt_master, "minions")
 
 
 def pending_keys(salt_master) -> list[str]:
-    ret = salt_master.salt_key_cli().run("--list", "pre", "--out", "json")
-    return (ret.data or {}).get("minions_pre", [])
+    return _keys(salt_master, "minions_pre")
 
 
 def http_get(url: str) -> str:

@@ -97,8 +97,9 @@ def test_one_instance_is_provisioned_and_continued(salt_master, aws, queue, ledg
     assert iid in lm.accepted_keys(salt_master)
     accepted = lm.wait_event(event_listener, salt_master.id, f"phoenix/lifecycle/key/accepted/{iid}", start)
     steps = [e.data for e in lm.events(event_listener, salt_master.id, f"phoenix/lifecycle/step/{iid}", start)]
-    assert [s["step"] for s in steps] == ["claim", "minion", "highstate", "health", "signal"], steps
-    assert all(s["result"] for s in steps)
+    assert [s["step"] for s in steps if s["result"]] == ["claim", "minion", "highstate", "health", "signal"], steps
+    # the only possible failure: a repeated trigger whose claim found the action taken
+    assert all(s["step"] == "claim" for s in steps if not s["result"]), steps
     assert accepted.data["instance_id"] == iid
     assert cloud.api_calls().get("autoscaling:CompleteLifecycleAction", 0) >= 1
 
@@ -214,7 +215,7 @@ def test_forgeries_accept_provision_and_signal_nothing(salt_master, aws, queue, 
         assert made_up in lm.pending_keys(salt_master) and made_up not in lm.accepted_keys(salt_master)
     finally:
         for proc in forgers:
-            os.killpg(proc.pid, signal.SIGTERM)  # the minion and the processes it forked
+            os.killpg(proc.pid, signal.SIGKILL)  # the minion and the processes it forked
             proc.wait(10)
             shutil.rmtree(proc.sock_dir, ignore_errors=True)
     assert api(cloud, "CompleteLifecycleAction") == completions
@@ -242,8 +243,7 @@ def test_a_master_restart_mid_provisioning_completes_once(salt_master, aws, queu
     before = api(cloud, "CompleteLifecycleAction")
     salt_master.start(start_timeout=120)
     lm.wait_in_service(aws, "lc-restart", 1, timeout=240)
-    resumed = lm.wait_event(event_listener, salt_master.id, f"phoenix/lifecycle/resumed/{iid}", start)
-    assert resumed.data["instance_id"] == iid
+    assert "resumed" in [n["kind"] for n in ledger.notes(iid)]
     assert ledger.latest(iid).state == "continued" and len(ledger.actions(instance_id=iid)) == 1
     time.sleep(3)
     assert api(cloud, "CompleteLifecycleAction") == before + 1

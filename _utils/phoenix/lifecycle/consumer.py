@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 Emit = Callable[[str, dict[str, Any]], Any]
 GLOBAL_TIMEOUT_CAP = 172800  # AWS: at most 48 hours, or 100 x HeartbeatTimeout, whichever is smaller
 RETRY_COMPLETION = 30.0  # seconds a claimed CONTINUE/ABANDON may take before the engine sends it again
-RETRIGGER = 30.0  # seconds an in-flight action may stay unclaimed before its trigger is fired again
+RETRIGGER = 120.0  # seconds an in-flight action may stay unclaimed before its trigger is fired again
 RESUME_DELAY = 5.0  # after a (re)start: seconds before open actions are triggered (the reactor starts too)
 
 
@@ -215,6 +215,8 @@ class Consumer:
                 continue
             resumed.append(action.instance_id)
             self.ledger.triggered(action.token, due)
+            self.ledger.note(action.instance_id, "resumed", "the engine restarted: triggered again",
+                             token=action.token)
             log.info("lifecycle: resuming %s action for %s", action.kind, action.instance_id)
             self.emit(events.tag("resumed", action.instance_id), {"instance_id": action.instance_id,
                                                                  "transition": action.transition})
