@@ -232,9 +232,26 @@ def highstate(instance_id: str, owner: str, timeout: float | None = None) -> dic
     if failure:
         return failure
     limit = float(timeout if timeout is not None else _options().highstate_timeout)
+    result = None
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        ret = client.cmd(instance_id, "state.highstate", kwarg={"failhard": True, "queue": True}, timeout=limit)
-    result = ret.get(instance_id)
+        # published once, then the job cache is read until the minion returns or the deadline passes (not
+        # LocalClient.cmd: its find_job probes give up on a busy or reconnecting minion after seconds)
+        jid = client.cmd_async(instance_id, "state.highstate", kwarg={"failhard": True, "queue": True})
+        if not jid:
+            return _fail(instance_id, "highstate", "the highstate job could not be published", ledger,
+                         action.token, started)
+        while time.monotonic() - started < limit:
+            got = client.get_cache_returns(jid).get(instance_id)
+            if got is not None:
+                result = got.get("ret")
+                break
+            if ledger.in_flight(instance_id) is None:
+                return _fail(instance_id, "highstate", "the lifecycle action ended during the highstate",
+                             started=started)
+            time.sleep(0.5)
+    if result is None:
+        return _fail(instance_id, "highstate", f"no highstate return within {limit:.0f}s (job {jid})", ledger,
+                     action.token, started)
     problem = phoenix.lifecycle.highstate.first_failure(result)
     states_seconds = round(phoenix.lifecycle.highstate.duration(result), 3)
     if problem:
