@@ -48,7 +48,6 @@ class IdentitySigner:
     def __init__(self, region: str, key_size: int = 2048) -> None:
         self.region = region
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-        now = dt.datetime.now(dt.timezone.utc)
         name = x509.Name([
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "localcloud (test only, not AWS)"),
             x509.NameAttribute(NameOID.COMMON_NAME, f"localcloud instance identity {region}"),
@@ -56,7 +55,9 @@ class IdentitySigner:
         self._certificate = (
             x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(self._key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
+            # valid whatever the virtual clock says, like AWS's certificates (which run to 2195)
+            .not_valid_before(dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+            .not_valid_after(dt.datetime(2195, 1, 1, tzinfo=dt.timezone.utc))
             .sign(self._key, hashes.SHA256())
         )
         self._documents: dict[str, IdentityDocument] = {}

@@ -131,6 +131,13 @@ def test_a_bad_certificate_is_named(signer):
     assert err.value.reason == "bad-certificate" and "RSA certificate" in err.value.message
 
 
+def test_a_certificate_outside_its_validity_is_refused(signer):
+    doc = issue(signer, when=dt.datetime(2199, 1, 1, tzinfo=dt.timezone.utc))
+    with pytest.raises(IdentityError) as err:  # the test certificate, like AWS's, runs to 2195
+        check(doc, cert=signer.certificate_pem, now=dt.datetime(2199, 1, 1, 0, 0, 30, tzinfo=dt.timezone.utc))
+    assert err.value.reason == "bad-certificate" and "current certificate" in err.value.message
+
+
 def test_address_pools_hold_distinct_slash16s_and_hand_out_bindable_unique_addresses():
     first, second = AddressPool(), AddressPool()
     try:

@@ -87,7 +87,7 @@ def verify(document: str, signature_b64: str, certificate_pem: str, *, instance_
     key, and launched (``pendingTime``) at most ``max_age_seconds`` before ``now``.
 
     Raises :class:`IdentityError` with ``reason`` ``malformed`` (not text/JSON/base64, a field missing),
-    ``bad-certificate``, ``bad-signature`` (another key, or the document changed by one byte),
+    ``bad-certificate`` (not an RSA certificate, or not valid at ``now``), ``bad-signature`` (another key, or the document changed by one byte),
     ``wrong-instance`` (the document names another instance), ``too-old`` or ``from-the-future``
     (``pendingTime`` more than ``max_skew_seconds`` after ``now``: clocks disagree or it is forged).
 
@@ -108,7 +108,14 @@ def verify(document: str, signature_b64: str, certificate_pem: str, *, instance_
         signature = base64.b64decode("".join(signature_b64.split()), validate=True)
     except (binascii.Error, ValueError):
         raise IdentityError(MALFORMED, f"the identity signature of {instance_id} is not base64") from None
-    public_key = load_certificate(certificate_pem).public_key()
+    certificate = load_certificate(certificate_pem)
+    current = now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
+    if not certificate.not_valid_before_utc <= current <= certificate.not_valid_after_utc:
+        raise IdentityError(BAD_CERTIFICATE, f"the configured certificate is valid from "
+                                             f"{certificate.not_valid_before_utc:%Y-%m-%d} to "
+                                             f"{certificate.not_valid_after_utc:%Y-%m-%d}, not at {current:%Y-%m-%d}: "
+                                             "install the region's current certificate")
+    public_key = certificate.public_key()
     try:
         public_key.verify(signature, document.encode(), padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
@@ -128,7 +135,6 @@ def verify(document: str, signature_b64: str, certificate_pem: str, *, instance_
         raise IdentityError(WRONG_INSTANCE, f"the identity document names {parsed['instanceId']!r}, "
                                             f"not {instance_id!r}")
     pending = parse_time(parsed["pendingTime"])
-    current = now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
     age = (current - pending).total_seconds()
     if age > max_age_seconds:
         raise IdentityError(TOO_OLD, f"the identity document of {instance_id} is from {parsed['pendingTime']}, "
