@@ -160,3 +160,13 @@ def rogue_minion(agent, minion_id: str, document: str, signature: str, name: str
                             env=dict(os.environ), start_new_session=True)
     proc.sock_dir = inst.sock_dir  # type: ignore[attr-defined]  # the caller removes it after stopping
     return proc
+
+
+def settled(ledger, instance_id: str, transition: str = LAUNCHING, timeout: float = 30):
+    """The instance's latest action once it is final (AWS may report InService a moment before the
+    orchestration has written CONTINUE's outcome to the ledger)."""
+    def final():
+        action = ledger.latest(instance_id, transition)
+        return action if action is not None and action.state not in ("in_flight", "completing") else None
+
+    return wait_until(final, timeout=timeout, interval=0.2, message=f"{instance_id}'s action to settle")
