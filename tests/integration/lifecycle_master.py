@@ -60,6 +60,8 @@ def pillar_root(tmp: Path) -> Path:
     """A writable copy of the test pillar (tests switch lifecycle_test:mode in it)."""
     root = tmp / "pillar"
     shutil.copytree(PILLAR, root)
+    # phoenix:webapp as a shared test machine needs it (the instance side's test pillar)
+    shutil.copy(Path(__file__).resolve().parent / "instance_roots" / "pillar" / "webapp.sls", root / "webapp.sls")
     return root
 
 

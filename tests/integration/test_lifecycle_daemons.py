@@ -111,10 +111,12 @@ def test_one_instance_is_provisioned_and_continued(salt_master, aws, queue, ledg
 
 
 def test_a_rebuild_cycle_of_three_provisions_the_new_and_retires_the_old(salt_master, aws, queue, ledger,
-                                                                          event_listener, cloud):
+                                                                          event_listener, cloud, pillar):
     """rebuild.cycle (orch.rebuild, instance refresh) on a group of 3 whose every instance comes and goes
-    through Salt: keys accepted by the engine, provisioned, health-checked, CONTINUEd; the old instances'
+    through Salt: keys accepted by the engine, the web role (sample Flask app with the debugger on, behind
+    its own NGINX and allowlist) applied, health-checked through that NGINX, CONTINUEd; the old instances'
     keys deleted and their minion caches flushed. The test completes no lifecycle action."""
+    lm.set_mode(pillar, "webapp")
     lm.make_group(aws, "lc-fleet", queue["arn"], desired=3, terminating=True)
     old = set(lm.wait_in_service(aws, "lc-fleet", 3, timeout=300))
     assert old <= set(lm.accepted_keys(salt_master))
@@ -135,6 +137,13 @@ def test_a_rebuild_cycle_of_three_provisions_the_new_and_retires_the_old(salt_ma
         steps = [e.data["step"] for e in lm.events(event_listener, salt_master.id, f"phoenix/lifecycle/step/{iid}",
                                                    start) if e.data["result"]]
         assert steps == ["claim", "minion", "highstate", "health", "signal"], (iid, steps)
+        health = lm.wait_event(event_listener, salt_master.id, f"phoenix/lifecycle/step/{iid}", start,
+                               where=lambda e: e.data["step"] == "health")
+        assert health.data["address"] == cloud.private_ip(iid)
+        assert health.data["answers"] == {"/health": 200, "/console": 404,
+                                          "/?__debugger__=yes&cmd=resource&f=style.css": 404}
+        # the instance's own NGINX still serves it
+        assert lm.http_get(f"http://{cloud.private_ip(iid)}:8080/health")
     for iid in old:  # the old instances terminate after the new ones are in service
         lm.wait_event(event_listener, salt_master.id, f"phoenix/lifecycle/retired/{iid}", start, timeout=120)
         assert lm.settled(ledger, iid, lm.TERMINATING).state == "continued"

@@ -1,3 +1,4 @@
 base:
   'i-*':
     - lifecycle_test
+    - webapp
