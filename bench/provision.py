@@ -87,6 +87,9 @@ def start_master(root: Path, endpoint: str, queue_url: str, certificate: Path, p
     config.update({"id": "bench-master", "root_dir": str(root), "pki_dir": "pki", "cachedir": "cache",
                    "sock_dir": "run/master", "pidfile": "run/master.pid", "log_file": "logs/master.log",
                    "log_level_logfile": "info", "publish_port": free_port(), "ret_port": free_port(),
+                   # the master's internal TCP ports default to 4512-4515: other masters on the machine
+                   "tcp_master_pub_port": free_port(), "tcp_master_pull_port": free_port(),
+                   "tcp_master_publish_pull": free_port(), "tcp_master_workers": free_port(),
                    "user": __import__("getpass").getuser()})
     conf_dir = root / "conf"
     conf_dir.mkdir(parents=True)
@@ -105,7 +108,11 @@ def main() -> int:
     parser.add_argument("--keep", help="keep the run's files in this directory")
     args = parser.parse_args()
 
+    import signal
+
     import salt.config
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the master and the instances on SIGTERM too
 
     root = Path(args.keep or tempfile.mkdtemp(prefix="phoenix-bench-provision-"))
     agent = SaltInstanceAgent(root / "instances", master_port=0, publish_port=0)
@@ -125,8 +132,9 @@ def main() -> int:
             wait_until(lambda: os.path.exists(os.path.join(opts["sock_dir"], "master_event_pub.ipc")), timeout=120,
                        interval=0.5, message="the master's event bus")
             bus = Bus(opts)
-            wait_until(lambda: bus.first("salt/auth") or bus.events, timeout=5, interval=0.2, message="events")
-            time.sleep(5)  # the engine subscribes and polls
+            ledger = Path(opts["cachedir"]) / "phoenix" / "lifecycle.sqlite"
+            wait_until(ledger.exists, timeout=120, interval=0.5, message="the lifecycle engine's ledger")
+            time.sleep(5)  # the engine subscribes and polls, the reactor starts
             began = time.time()
             lm.make_group(aws, "lc-bench", arn, desired=args.instances, terminating=False, max_size=args.instances)
             lm.wait_in_service(aws, "lc-bench", args.instances, timeout=600)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks, on demand (never in CI): bash bench/run.sh [allowlist|rebuild|all] [-- extra args]
+# Benchmarks, on demand (never in CI): bash bench/run.sh [allowlist|rebuild|provision|all] [-- extra args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -15,4 +15,7 @@ what="${1:-all}"; shift || true
 if [ "$what" = allowlist ] || [ "$what" = all ]; then "$VENV/bin/python" bench/allowlist.py "$@"; fi
 if { [ "$what" = rebuild ] || [ "$what" = all ]; } && [ -f bench/rebuild_cycle.py ]; then
   "$VENV/bin/python" bench/rebuild_cycle.py "$@"
+fi
+if { [ "$what" = provision ] || [ "$what" = all ]; } && [ -f bench/provision.py ]; then
+  "$VENV/bin/python" bench/provision.py "$@"
 fi
