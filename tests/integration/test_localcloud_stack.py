@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from localcloud import LocalCloud
 from localcloud.testing import Provisioner, client, wait_until
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "localcloud" / "templates" / "web-fleet.yaml"
-CFN_LINT = Path("/work/venv/bin/cfn-lint")
+CFN_LINT = Path(sys.executable).parent / "cfn-lint"  # the project venv's
 BASE = {"RebuildTimestamp": "2026-01-01T00:00:00Z", "ImageId": "ami-12c6146b", "InstanceType": "t3.micro",
         "MinSize": "1", "MaxSize": "6", "DesiredCapacity": "4", "RollingMaxBatchSize": "2",
         "RollingMinInstancesInService": "3", "HookHeartbeatTimeout": "600"}
