@@ -18,6 +18,7 @@ try:
     import phoenix.aws
     import phoenix.rebuild.cycle
     import phoenix.rebuild.errors
+    import phoenix.rebuild.lock
     import phoenix.rebuild.options
     import phoenix.rebuild.policy
     import phoenix.rebuild.preflight
@@ -100,6 +101,7 @@ def cycle(
     test: bool | None = None,
     fix_policy: bool = False,
     deadline: Any = None,
+    takeover: bool = False,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """
@@ -115,7 +117,12 @@ def cycle(
     fix_policy
         Set the recommended stack policy when preflight finds the current one too permissive.
     deadline
-        Stop watching (and cancel the update) after this long, e.g. ``2h``.
+        Stop watching (and cancel the update) after this long, e.g. ``2h``. Default: derived from the
+        group's size, batches, the LAUNCHING hook's timeout and the recorded cycles (the plan says how).
+    takeover
+        When another cycle's lock is found: if its update still runs, adopt it (watch it to its end and
+        report it); if its update has ended, remove the lock and start a new cycle. A lock whose owner
+        process is gone (same host) is adopted without it.
 
     Other ``phoenix:rebuild`` settings (``poll_initial``, ``poll_max``, ``min_healthy_percentage``,
     ``instance_warmup``, ``timestamp_parameter``, ``require_launch_hook``...) and ``phoenix:aws`` settings
@@ -133,6 +140,7 @@ def cycle(
         salt-call rebuild.cycle group=web-Group-1AB2 strategy=instance_refresh
         salt-call rebuild.cycle stack=web test=True
         salt-call rebuild.cycle stack=web fix_policy=True deadline=2h
+        salt-call rebuild.cycle stack=web takeover=True
     """
     kwargs = _clean(kwargs)
     aws_over = _aws_kwargs(kwargs)
@@ -143,7 +151,8 @@ def cycle(
     aws = _aws(**aws_over)
     try:
         summary = phoenix.rebuild.cycle.run_cycle(aws, options, stack=stack, group=group, dry_run=bool(test),
-                                                  fix_policy=bool(fix_policy), emit=_emitter())
+                                                  fix_policy=bool(fix_policy), emit=_emitter(),
+                                                  takeover=bool(takeover))
     except (phoenix.rebuild.errors.RebuildError, phoenix.aws.PhoenixAWSError) as exc:
         _fail(exc)
     if summary.get("result") is False:
@@ -153,10 +162,13 @@ def cycle(
 
 def status(stack: str | None = None, group: str | None = None, max_age: Any = None, **kwargs: Any) -> dict[str, Any]:
     """
-    Every instance of the managed group: lifecycle state, age, launch version, past max age or not.
+    Every instance of the managed group: lifecycle state, age, time left before ``max_age``, launch
+    version; when the next cycle is due (``schedule``: ``due``, ``due_at``, the lead time and why), the
+    plan (batches, expected duration, deadline), the cycle lock (owner, age, whether its update still
+    runs) and the recorded cycles (``history``).
 
     max_age
-        Age from which an instance is due for replacement (default ``phoenix:rebuild:max_age``, 24h).
+        The promise: no instance older than this (default ``phoenix:rebuild:max_age``, 24h).
 
     CLI Example:
 
@@ -171,11 +183,9 @@ def status(stack: str | None = None, group: str | None = None, max_age: Any = No
     stack, group = _defaults(stack, group)
     try:
         target = phoenix.rebuild.target.resolve(aws, stack=stack, group=group)
-        out = phoenix.rebuild.status.collect(aws, target.group, options.max_age, group_data=target.group_data)
+        return phoenix.rebuild.status.report(aws, target, options)
     except (phoenix.rebuild.errors.RebuildError, phoenix.aws.PhoenixAWSError) as exc:
         _fail(exc)
-    out["stack"] = target.stack
-    return out
 
 
 def preflight(
@@ -211,10 +221,56 @@ def preflight(
     stack, group = _defaults(stack, group)
     try:
         target = phoenix.rebuild.target.resolve(aws, stack=stack, group=group)
-        return phoenix.rebuild.cycle.run_preflight(aws, target, options, fix_policy=bool(fix_policy),
-                                                   dry_run=bool(test))
+        result = phoenix.rebuild.cycle.run_preflight(aws, target, options, fix_policy=bool(fix_policy),
+                                                     dry_run=bool(test))
     except (phoenix.rebuild.errors.RebuildError, phoenix.aws.PhoenixAWSError) as exc:
         _fail(exc)
+    facts = result.pop("_facts")
+    result["plan"] = phoenix.rebuild.cycle.plan_for(options, target, facts, len(
+        target.group_data.get("Instances", [])) or int(target.group_data.get("DesiredCapacity") or 0)).as_dict()
+    return result
+
+
+def unlock(stack: str | None = None, group: str | None = None, cycle_id: str | None = None, force: bool = False,
+           test: bool | None = None, **kwargs: Any) -> dict[str, Any]:
+    """
+    Remove the cycle lock (group tag ``phoenix:rebuild:cycle``) left by a cycle that was killed.
+
+    Refused while the lock's update (stack update or instance refresh) still runs, because another cycle
+    could then start against it: wait, or adopt it with ``rebuild.cycle takeover=True``; ``force=True``
+    removes it anyway.
+
+    cycle_id
+        Remove the lock only if it belongs to this cycle.
+    test
+        Say what would be removed; change nothing.
+
+    Returns ``{result, removed, lock, comment}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call rebuild.unlock stack=web
+        salt-call rebuild.unlock stack=web cycle_id=20261201T093000Z-1a2b3c test=True
+        salt-call rebuild.unlock group=web-Group-1AB2 force=True
+    """
+    kwargs = _clean(kwargs)
+    aws = _aws(**_aws_kwargs(kwargs))
+    options = _options(**kwargs)
+    if test is None:
+        test = bool(__opts__.get("test", False))
+    stack, group = _defaults(stack, group)
+    try:
+        target = phoenix.rebuild.target.resolve(aws, stack=stack, group=group)
+        facts = phoenix.rebuild.preflight.gather(aws, target)
+        out = phoenix.rebuild.lock.unlock(aws, target.group, facts.lock_assessment(options), cycle_id=cycle_id,
+                                          force=bool(force), test=bool(test), now=facts.now)
+    except (phoenix.rebuild.errors.RebuildError, phoenix.aws.PhoenixAWSError) as exc:
+        _fail(exc)
+    if out["result"] is False:
+        raise CommandExecutionError(out["comment"])
+    return out
 
 
 def recommended_policy(stack: str | None = None, group: str | None = None, **kwargs: Any) -> dict[str, Any]:

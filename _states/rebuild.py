@@ -1,4 +1,8 @@
-"""Keep an Auto Scaling group fresh: rebuild it once its oldest instance is older than ``max_age``.
+"""Keep an Auto Scaling group fresh: no instance older than ``max_age``, ever.
+
+Run it often (``salt/rebuild/schedule.sls`` applies it every ``phoenix:rebuild:check_interval``, 1 h): it
+starts a cycle when the oldest instance would pass ``max_age`` before a cycle started at the next check
+could finish (``rebuild.status`` shows the lead time and when the next cycle is due).
 
 .. code-block:: yaml
 
@@ -43,7 +47,9 @@ def fresh(
     **kwargs: Any,
 ) -> dict[str, Any]:
     """
-    Ensure no instance of the group is older than ``max_age`` (default ``phoenix:rebuild:max_age``, 24h).
+    Ensure no instance of the group ever gets older than ``max_age`` (default ``phoenix:rebuild:max_age``,
+    24h): start a cycle when the oldest instance's age plus the lead time (check interval + splay +
+    expected cycle + margin) reaches ``max_age``.
 
     name
         The stack name, unless ``stack`` or ``group`` is given (then just a label).
@@ -63,21 +69,28 @@ def fresh(
         stack = name
     kwargs = {k: v for k, v in kwargs.items() if not k.startswith("__")}
     aws_keys = set(_AWS_KEYS)
-    status_kwargs = {k: v for k, v in kwargs.items() if k in aws_keys}
+    status_kwargs = {k: v for k, v in kwargs.items() if k in aws_keys or k in _SCHEDULE_KEYS}
     try:
-        current = __salt__["rebuild.status"](stack=stack, group=group, max_age=max_age, **status_kwargs)
+        current = __salt__["rebuild.status"](stack=stack, group=group, max_age=max_age, strategy=strategy,
+                                             **status_kwargs)
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret["comment"] = f"Could not read the state of {name}: {exc}"
         return ret
     old = [r["instance_id"] for r in current["instances"] if r["past_max_age"]]
     limit = current["max_age_seconds"]
-    if not old and not force:
+    due = current.get("schedule") or {}
+    if not old and not due.get("due") and not force:
         ret["result"] = True
         ret["comment"] = (f"All {current['count']} instance(s) of {current['group']} are younger than "
-                          f"{_fmt(limit)} (oldest {_fmt(current['oldest_age_seconds'])}); nothing to do.")
+                          f"{_fmt(limit)} (oldest {_fmt(current['oldest_age_seconds'])}); next cycle due "
+                          f"{due.get('due_at') or '-'} ({due.get('reason', '')}); nothing to do.")
         return ret
-    why = (f"{len(old)} of {current['count']} instance(s) of {current['group']} are older than {_fmt(limit)}"
-           if old else f"a rebuild of {current['group']} was forced")
+    if old:
+        why = f"{len(old)} of {current['count']} instance(s) of {current['group']} are older than {_fmt(limit)}"
+    elif due.get("due"):
+        why = f"a cycle of {current['group']} is due: {due.get('reason')}"
+    else:
+        why = f"a rebuild of {current['group']} was forced"
     try:
         summary = __salt__["rebuild.cycle"](stack=stack, group=group, strategy=strategy, fix_policy=fix_policy,
                                             test=bool(__opts__.get("test")), **kwargs)
@@ -92,11 +105,18 @@ def fresh(
         ret["comment"] = f"{why}. {summary['comment']}"
         return ret
     ret["changes"] = {k: summary[k] for k in ("replaced_instances", "new_instances", "abandoned_instances",
-                                              "oldest_age_before", "oldest_age_after", "duration_seconds")
+                                              "oldest_age_before", "oldest_age_after", "duration_seconds",
+                                              "adopted_cycle", "interrupted_cycle", "kept_capacity",
+                                              "capacity_restored")
                       if summary.get(k)}
     ret["result"] = bool(summary["result"])
     ret["comment"] = f"{why}. {summary['comment']}"
     return ret
+
+
+#: settings that change when a cycle is due, passed to rebuild.status as well as to the cycle
+_SCHEDULE_KEYS = ("check_interval", "check_splay", "margin", "batch_estimate", "min_healthy_percentage",
+                  "timestamp_parameter", "instance_warmup")
 
 
 def _fmt(seconds: float | None) -> str:

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import re
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +61,9 @@ def interceptors(cloud: "LocalCloud") -> dict[str, Interceptor]:
     def update_stack(req: ApiRequest, forward: Forward) -> Response:
         name = req.get("StackName")
         stack = find_stack(name, "Stack [{name}] does not exist")
-        if stack.status.endswith(BUSY) or stack.status in ("CREATE_FAILED", "ROLLBACK_COMPLETE", "DELETE_COMPLETE"):
+        # UPDATE_ROLLBACK_FAILED: only ContinueUpdateRollback or DeleteStack are allowed (README)
+        if stack.status.endswith(BUSY) or stack.status in ("CREATE_FAILED", "ROLLBACK_COMPLETE", "DELETE_COMPLETE",
+                                                           "UPDATE_ROLLBACK_FAILED", "ROLLBACK_FAILED"):
             raise validation_error(f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.")
         if req.get_bool("UsePreviousTemplate"):
             body = stack.template if isinstance(stack.template, str) else cfn_template._canonical(stack.template)
@@ -68,6 +72,7 @@ def interceptors(cloud: "LocalCloud") -> dict[str, Interceptor]:
         else:
             raise validation_error("localcloud supports UpdateStack with TemplateBody or UsePreviousTemplate only")
         template = cfn_template.parse(body)
+        check_update_policies(template)
         # moto edits template_dict while creating resources: compare with the stored text instead
         old_template = (cfn_template.parse(stack.template) if isinstance(stack.template, str)
                         else copy.deepcopy(stack.template_dict))
@@ -130,6 +135,18 @@ def interceptors(cloud: "LocalCloud") -> dict[str, Interceptor]:
         cloud.signals.setdefault((stack.name, logical_id), {})[req.get("UniqueId") or ""] = status
         return ok("SignalResource")
 
+    def set_stack_policy(req: ApiRequest, forward: Forward) -> Response:
+        find_stack(req.get("StackName"), "Stack with id {name} does not exist")
+        body = req.get("StackPolicyBody")
+        if body is not None:
+            try:
+                doc = json.loads(body)
+            except ValueError as exc:
+                raise validation_error(f"Error parsing stack policy: {exc}") from None
+            if not isinstance(doc, dict) or not isinstance(doc.get("Statement"), (list, dict)):
+                raise validation_error("Stack policy must be a JSON object with a Statement")
+        return forward()
+
     def needs_stack(message: str) -> Interceptor:
         def handler(req: ApiRequest, forward: Forward) -> Response:
             find_stack(req.get("StackName"), message)
@@ -146,9 +163,37 @@ def interceptors(cloud: "LocalCloud") -> dict[str, Interceptor]:
         f"{SERVICE}:CancelUpdateStack": cancel_update_stack,
         f"{SERVICE}:DescribeStackEvents": needs_stack("Stack [{name}] does not exist"),
         f"{SERVICE}:GetStackPolicy": needs_stack("Stack with id {name} does not exist"),
-        f"{SERVICE}:SetStackPolicy": needs_stack("Stack with id {name} does not exist"),
+        f"{SERVICE}:SetStackPolicy": set_stack_policy,
         f"{SERVICE}:DescribeStackResources": needs_stack("Stack with id {name} does not exist"),
     }
+
+
+PAUSE_TIME = re.compile(r"PT(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?")
+
+
+def check_update_policies(template: dict[str, Any]) -> None:
+    """Refuse a template whose AutoScalingRollingUpdate PauseTime is malformed or above PT1H (AWS: "The
+    maximum amount of time that you can specify for the pause time is one hour (PT1H)"; ISO 8601 format).
+    A ``Ref`` is checked after parameters are resolved, by the rolling update itself."""
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        rolling = ((resource or {}).get("UpdatePolicy") or {}).get("AutoScalingRollingUpdate") or {}
+        pause = rolling.get("PauseTime")
+        if pause is None or isinstance(pause, dict):
+            continue
+        pause_seconds(str(pause), logical_id)
+
+
+def pause_seconds(text: str, logical_id: str) -> int:
+    """Seconds of a PauseTime, or the ValidationError AWS gives for a bad one."""
+    match = PAUSE_TIME.fullmatch(text)
+    if not match:
+        raise validation_error(f"Invalid PauseTime {text!r} for resource {logical_id}: use ISO 8601 duration format "
+                               "PT#H#M#S, e.g. PT5M")
+    hours, minutes, secs = (int(x or 0) for x in match.groups())
+    total = hours * 3600 + minutes * 60 + secs
+    if total > 3600:
+        raise validation_error(f"PauseTime {text} for resource {logical_id} is longer than the maximum of PT1H")
+    return total
 
 
 def _resource_events(cloud: "LocalCloud", stack: Any, changes: dict[str, str], resources: dict[str, Any],

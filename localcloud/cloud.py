@@ -23,6 +23,7 @@ from localcloud.records import ApiCounter, Timeline
 
 log = logging.getLogger(__name__)
 
+ROLLING_ABANDON = ("replace", "fail")
 _ACTIVE: list["LocalCloud"] = []  # moto's state is process-wide: one running LocalCloud at a time
 
 
@@ -54,8 +55,18 @@ class LocalCloud:
 
     def __init__(self, boot_seconds: float = 1.0, agent: InstanceAgent | None = None,
                  clock: Clock | None = None, clock_rate: float = 1.0, region: str = "us-east-1",
-                 port: int = 0, tick_seconds: float = 0.02) -> None:
+                 port: int = 0, tick_seconds: float = 0.02, rolling_abandon: str = "replace",
+                 duplicate_notifications: float = 0.0) -> None:
+        if rolling_abandon not in ROLLING_ABANDON:
+            raise ValueError(f"rolling_abandon must be one of {', '.join(ROLLING_ABANDON)}, got {rolling_abandon!r}")
+        if not 0.0 <= duplicate_notifications <= 1.0:
+            raise ValueError(f"duplicate_notifications is a probability (0..1), got {duplicate_notifications!r}")
         self.region = region
+        #: what an abandoned launch does to a rolling update without WaitOnResourceSignals: "replace" (the
+        #: group launches another instance, the update goes on) or "fail" (the update fails and rolls back)
+        self.rolling_abandon = rolling_abandon
+        #: probability that a lifecycle notification is delivered twice (SQS/Auto Scaling: at least once)
+        self.duplicate_notifications = duplicate_notifications
         self.port = port
         self.tick_seconds = tick_seconds
         self.clock = clock or Clock(rate=clock_rate)
@@ -64,6 +75,7 @@ class LocalCloud:
         self._timeline = Timeline()
         self.agents = AgentRunner(agent)
         self.fleet = Fleet(self.clock, region, boot_seconds, self.agents, self._timeline)
+        self.fleet.duplicate_notifications = duplicate_notifications
         self.control = Control(self)
         self.interceptors: dict[str, Interceptor] = {}
         self.tick_hooks: list[Callable[[], None]] = []

@@ -9,6 +9,7 @@ simulated state into moto's own instance objects, so moto's Describe* responses 
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from typing import Any
 
@@ -36,6 +37,8 @@ class Fleet:
         self.records: dict[str, InstanceRecord] = {}
         self.seq = 0
         self.balancer: Any = None  # localcloud.loadbalancing.Balancer, set by LocalCloud
+        self.duplicate_notifications = 0.0  # set by LocalCloud
+        self.random = random.Random()
 
     # ------------------------------------------------------------------ moto access
     @property
@@ -214,6 +217,9 @@ class Fleet:
                 message = notifications.lifecycle_message(hook, rec.group, rec.instance_id, token,
                                                           self.clock.iso())
                 notifications.deliver(hook.notification_target_arn, message)
+                if self.duplicate_notifications and self.random.random() < self.duplicate_notifications:
+                    # Auto Scaling and SQS deliver at least once: the same message may arrive twice
+                    notifications.deliver(hook.notification_target_arn, message)
 
     # ------------------------------------------------------------------ API: lifecycle actions
     def find_action(self, group_name: str | None, hook_name: str | None, token: str | None,

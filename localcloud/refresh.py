@@ -165,10 +165,16 @@ class Refresher:
             from localcloud import motoaccess
 
             target, _ = motoaccess.group_launch_version(group)
+            # MinHealthyPercentage is rounded up; when that leaves no instance to take out and there is no
+            # room above desired (MaxHealthyPercentage 100), Auto Scaling still replaces one instance at a
+            # time (README: "Instance refresh in a small group")
             min_healthy = math.ceil(desired * refresh.preferences["MinHealthyPercentage"] / 100)
             max_total = math.floor(desired * refresh.preferences["MaxHealthyPercentage"] / 100)
+            surge = max(0, max_total - desired)
+            if desired - min_healthy < 1 and surge == 0:
+                min_healthy = max(0, desired - 1)
             limits = BatchLimits(max_batch=max(1, desired - min_healthy), min_in_service=min_healthy,
-                                 max_surge=max(0, max_total - desired),
+                                 max_surge=surge,
                                  pause_seconds=float(refresh.preferences["InstanceWarmup"]))
             refresh.status = "InProgress" if not refresh.cancel else refresh.status
 
@@ -214,9 +220,15 @@ class Refresher:
     def _expire(self, group_name: str, lifetime: int, generation: int) -> None:
         cloud = self.cloud
         try:
+            # AWS: "usually one at a time, with a pause between replacements"; when the lifetime leaves no time
+            # for that, "up to 10 percent of the current capacity" at once. Terminate first, then launch: the
+            # default instance maintenance behaviour for lifetime replacements (README: MaxInstanceLifetime).
             with cloud.op_lock(generation):
                 desired = cloud.fleet.group(group_name).desired_capacity or 0
-            limits = BatchLimits(max_batch=1, min_in_service=max(0, desired - 1), max_surge=1)
+                now = cloud.clock.now()
+                expired = [r for r in cloud.fleet.in_service(group_name) if now - r.launched_at >= lifetime]
+            batch = 1 if len(expired) <= 1 else max(1, desired // 10)
+            limits = BatchLimits(max_batch=batch, min_in_service=max(0, desired - batch), max_surge=0)
             replace_instances(cloud, group_name,
                               lambda r: r.state == "InService" and cloud.clock.now() - r.launched_at >= lifetime,
                               limits, generation, lambda text: log.info("%s: %s", group_name, text))

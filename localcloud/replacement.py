@@ -36,7 +36,8 @@ def replace_instances(cloud: "LocalCloud", group_name: str, obsolete: Callable[[
                       limits: BatchLimits, generation: int, report: Callable[[str], None],
                       check: Callable[[], None] = lambda: None,
                       progress: Callable[[int, int], None] = lambda done, total: None,
-                      after_batch: Callable[[list[str]], None] | None = None) -> int:
+                      after_batch: Callable[[list[str]], None] | None = None,
+                      fail_on_abandon: bool = True) -> int:
     """Replace every instance ``obsolete`` selects; returns how many were replaced.
 
     Per batch: launch extra instances first when taking the batch out would drop the InService count
@@ -44,7 +45,8 @@ def replace_instances(cloud: "LocalCloud", group_name: str, obsolete: Callable[[
     terminate the batch (the group launches replacements), wait until the replacements are InService,
     then pause (or call ``after_batch`` with the batch's new instance ids, which may raise
     :class:`ReplacementFailed`, e.g. when resource signals do not arrive). Raises
-    :class:`ReplacementFailed` when a new instance is abandoned.
+    :class:`ReplacementFailed` when a new instance is abandoned, unless ``fail_on_abandon`` is False: then
+    the group launches a replacement for it (as Auto Scaling does) and the batch waits for that one.
     """
     fleet = cloud.fleet
     with cloud.op_lock(generation):
@@ -80,7 +82,7 @@ def replace_instances(cloud: "LocalCloud", group_name: str, obsolete: Callable[[
                 report(f"Temporarily setting autoscaling group DesiredCapacity to {desired + surge}.")
                 fleet.launch(group_name, surge)
         if surge:
-            _wait_in_service(cloud, group_name, mark, surge, generation, check)
+            _wait_in_service(cloud, group_name, mark, surge, generation, check, fail_on_abandon)
         with cloud.op_lock(generation):
             records = fleet.group_records(group_name)
             candidates = [r for r in records if r.state not in TERMINATING_STATES and obsolete(r)]
@@ -89,7 +91,7 @@ def replace_instances(cloud: "LocalCloud", group_name: str, obsolete: Callable[[
             report(f"Terminating instance(s) {ids}; replacing with {len(victims)} new instance(s).")
             for index, victim in enumerate(victims):
                 fleet.terminate(victim.instance_id, decrement=index < surge, reason="replaced")
-        _wait_in_service(cloud, group_name, mark, len(victims), generation, check)
+        _wait_in_service(cloud, group_name, mark, len(victims), generation, check, fail_on_abandon)
         cloud.wait_for(lambda: all(not fleet.records[i].alive for i in ids), generation)
         if after_batch is not None:
             with cloud.op_lock(generation):
@@ -109,15 +111,15 @@ def replace_instances(cloud: "LocalCloud", group_name: str, obsolete: Callable[[
 
 
 def _wait_in_service(cloud: "LocalCloud", group_name: str, mark: int, count: int, generation: int,
-                     check: Callable[[], None]) -> None:
-    """Wait until ``count`` instances launched after ``mark`` are InService; fail on an abandon."""
+                     check: Callable[[], None], fail_on_abandon: bool = True) -> None:
+    """Wait until ``count`` instances launched after ``mark`` are InService; fail on an abandon (when asked)."""
     fleet = cloud.fleet
 
     def ready() -> bool:
         check()
         new = [r for r in fleet.records.values() if r.group == group_name and r.seq > mark]
         abandoned = [r.instance_id for r in new if r.end_reason == "abandoned"]
-        if abandoned:
+        if abandoned and fail_on_abandon:
             raise ReplacementFailed(f"new instance(s) {abandoned} were abandoned by a lifecycle hook "
                                     "before reaching InService")
         return sum(r.state == "InService" for r in new) >= count

@@ -17,7 +17,7 @@ from moto.cloudformation.models import Event
 from moto.cloudformation.parsing import clean_json
 from moto.ec2.utils import parse_user_data
 
-from localcloud import motoaccess
+from localcloud import cfn_template, motoaccess
 from localcloud.records import TERMINATING_STATES
 from localcloud.replacement import BatchLimits, ReplacementFailed, replace_instances
 
@@ -92,6 +92,9 @@ class StackUpdate:
         self.saved_stack: dict[str, Any] = {}
         self.groups: list[GroupChange] = []
         self.cancelled = False
+        # the template before this update (moto edits template_dict while creating resources: use the text)
+        self.old_template = (cfn_template.parse(stack.template) if isinstance(stack.template, str)
+                             else copy.deepcopy(stack.template_dict))
 
     def check(self) -> None:
         """Raise :class:`ReplacementFailed` once CancelUpdateStack was called."""
@@ -195,9 +198,14 @@ class StackUpdate:
 
             after_batch = wait_for_signals
 
+        # An abandoned launch: with WaitOnResourceSignals it never signals, so the batch times out and the
+        # update fails; without signals CloudFormation does not see it (the group launches another instance)
+        # unless LocalCloud(rolling_abandon="fail") says otherwise. See localcloud/README.md.
+        fail_on_abandon = self.cloud.rolling_abandon == "fail"
         try:
             replace_instances(self.cloud, change.group_name, lambda r: r.launch_version != target, limits,
-                              self.generation, report, check=self.check, after_batch=after_batch)
+                              self.generation, report, check=self.check, after_batch=after_batch,
+                              fail_on_abandon=fail_on_abandon)
         finally:
             group._lc_busy = None
 
@@ -263,6 +271,9 @@ class StackUpdate:
     def _roll_back_group(self, change: GroupChange) -> None:
         fleet = self.cloud.fleet
         old_desired = change.saved["desired_capacity"]
+        if change.saved.get("rollback_desired") is not None:
+            old_desired = max(change.saved["min_size"] or 0,
+                              min(change.saved["rollback_desired"], change.saved["max_size"] or 0))
         with self.cloud.op_lock(self.generation):
             add_event(self.cloud, self.stack, change.logical_id, GROUP, "UPDATE_IN_PROGRESS",
                       "Rolling back: restoring the previous launch template version and capacity.",
@@ -272,7 +283,8 @@ class StackUpdate:
             while (group.desired_capacity or 0) > old_desired:
                 extra = [r for r in reversed(fleet.group_records(change.group_name))
                          if r.launch_version != change.old_version_key and r.state not in TERMINATING_STATES]
-                if not extra:
+                if not extra:  # the previous template's size is smaller than the group: scale in to it
+                    fleet.scale_in(change.group_name, old_desired)
                     group.desired_capacity = old_desired
                     break
                 fleet.terminate(extra[0].instance_id, decrement=True, reason="rollback")
@@ -356,13 +368,31 @@ class StackUpdate:
         for prop, attr in (("MinSize", "min_size"), ("MaxSize", "max_size")):
             if prop in props:
                 setattr(group, attr, int(props[prop]))
-        if "Tags" in props:
-            group.tags = [{**t, "ResourceId": group.name, "ResourceType": "auto-scaling-group",
-                           "PropagateAtLaunch": str(t.get("PropagateAtLaunch", "false")).lower() == "true"}
-                          for t in props["Tags"]]
+        # Tags: CloudFormation changes only the tags the template declares (added, changed, or removed from
+        # the template); tags set outside the stack (CreateOrUpdateTags: Phoenix's lock and history, an
+        # operator's) are left alone. See localcloud/README.md, "Group tags on a stack update".
+        old_props = ((self.old_template.get("Resources") or {}).get(logical_id) or {}).get("Properties") or {}
+        old_keys = {str(t.get("Key")) for t in old_props.get("Tags") or [] if isinstance(t, dict)}
+        new_tags = {str(t["Key"]): t for t in props.get("Tags") or []}
+        touched = old_keys | set(new_tags)
+        change.saved["template_tags"] = {t["Key"]: copy.deepcopy(t) for t in group.tags if t.get("Key") in touched}
+        change.saved["template_tag_keys"] = touched
+        kept = [t for t in group.tags if t.get("Key") not in touched]
+        group.tags = kept + [{**t, "ResourceId": group.name, "ResourceType": "auto-scaling-group",
+                              "PropagateAtLaunch": str(t.get("PropagateAtLaunch", "false")).lower() == "true"}
+                             for t in new_tags.values()]
         if "MaxInstanceLifetime" in props:
             group.max_instance_lifetime = int(props["MaxInstanceLifetime"]) or None
         change.new_version_key, _ = motoaccess.group_launch_version(group)
+        # what a rollback puts back: the previous template's DesiredCapacity (with the previous parameters),
+        # as CloudFormation rolls back to the previous template; without one, the group's size before
+        old_desired = old_props.get("DesiredCapacity")
+        if isinstance(old_desired, dict) and "Ref" in old_desired:
+            old_desired = (self.saved_stack.get("parameters") or {}).get(old_desired["Ref"])
+        try:
+            change.saved["rollback_desired"] = None if old_desired is None else int(old_desired)
+        except (TypeError, ValueError):
+            change.saved["rollback_desired"] = None
         if "DesiredCapacity" in props and int(props["DesiredCapacity"]) != group.desired_capacity:
             self.cloud.fleet.scale_in(group.name, int(props["DesiredCapacity"]))
             group.set_desired_capacity(int(props["DesiredCapacity"]))
@@ -377,5 +407,10 @@ class StackUpdate:
             group.provided_launch_template_version = old_number
             group.launch_template_version = old_number
         group.min_size, group.max_size = saved["min_size"], saved["max_size"]
-        group.tags = saved["tags"]
+        touched = saved.get("template_tag_keys")
+        if touched is None:
+            group.tags = saved["tags"]
+        else:  # put back the template's tags only; tags written meanwhile by others stay
+            group.tags = [t for t in group.tags if t.get("Key") not in touched] + list(
+                saved["template_tags"].values())
         group.max_instance_lifetime = saved["max_instance_lifetime"]

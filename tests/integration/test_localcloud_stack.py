@@ -158,7 +158,41 @@ def test_use_previous_value_works_for_parameters_that_took_defaults(cloud: Local
         assert wait_until(lambda: settled(aws), message="the update to finish") == "UPDATE_COMPLETE"
 
 
+def test_abandoned_replacement_without_signals_is_replaced_and_the_update_goes_on(cloud: LocalCloud,
+                                                                                   aws: dict[str, Any]) -> None:
+    """Default (AWS without WaitOnResourceSignals): the group launches another instance for an abandoned one and
+    the rolling update carries on; it does not fail or roll back."""
+    name, queue = create_fleet(aws)
+    first = []
+
+    def abandon_first_new(message: dict[str, Any]) -> str:
+        found = aws["autoscaling"].describe_auto_scaling_instances(InstanceIds=[message["EC2InstanceId"]])
+        version = found["AutoScalingInstances"][0]["LaunchTemplate"]["Version"]
+        if version != "1" and not first:
+            first.append(message["EC2InstanceId"])
+            return "ABANDON"
+        return "CONTINUE"
+
+    assert cloud.rolling_abandon == "replace"
+    with Provisioner(cloud.endpoint, queue, decide=abandon_first_new):
+        in_service(aws, name, 4)
+        update_timestamp(aws, "2026-01-02T00:00:00Z")
+        assert wait_until(lambda: settled(aws), timeout=60, message="the update") == "UPDATE_COMPLETE"
+        instances = in_service(aws, name, 4)
+    assert first and first[0] not in {i["InstanceId"] for i in instances}
+    assert {i["LaunchTemplate"]["Version"] for i in instances} == {"2"}
+
+
 def test_rollback_when_replacements_are_abandoned(cloud: LocalCloud, aws: dict[str, Any]) -> None:
+    """LocalCloud(rolling_abandon="fail"): an abandoned launch fails the update at once, which rolls back."""
+    cloud.rolling_abandon = "fail"
+    try:
+        _rollback_when_replacements_are_abandoned(cloud, aws)
+    finally:
+        cloud.rolling_abandon = "replace"
+
+
+def _rollback_when_replacements_are_abandoned(cloud: LocalCloud, aws: dict[str, Any]) -> None:
     name, queue = create_fleet(aws)
 
     def only_old_version(message: dict[str, Any]) -> str:

@@ -14,7 +14,8 @@ from phoenix.aws import AWSSettings, PhoenixAWSError, settings_from
 from phoenix.rebuild import policy
 from phoenix.rebuild.errors import BadRequest
 from phoenix.rebuild.options import RebuildOptions, format_duration, options_from, parse_duration
-from phoenix.rebuild.preflight import Facts, check, lock_value, parse_lock
+from phoenix.rebuild import lock as lk
+from phoenix.rebuild.preflight import Facts, check
 from phoenix.rebuild.progress import Reporter, tag
 from phoenix.rebuild.status import rows, summarise, version_label
 from phoenix.rebuild.target import Target
@@ -377,14 +378,47 @@ def test_preflight_refuses_each_problem_with_its_code():
                         opts)) == ["cycle_in_progress"]
 
 
-def test_preflight_lock_tag_blocks_until_it_expires():
-    lock = lock_value("c1", NOW, "cloudformation", NOW + timedelta(hours=1))
-    assert parse_lock(lock)["cycle_id"] == "c1" and parse_lock("garbage") is None
-    facts = Facts(_target(), hooks=[HOOK], refreshes=[], policy_body=GOOD_POLICY, lock=lock, now=NOW)
-    r = check(facts, RebuildOptions())
-    assert _codes(r) == ["cycle_in_progress"] and "cycle c1" in r["problems"][0]["message"]
-    facts.now = NOW + timedelta(hours=2)
-    assert check(facts, RebuildOptions())["ok"]
+def test_preflight_lock_blocks_while_its_update_runs_and_is_stale_after():
+    value = lk.make_value("c1", NOW, "cloudformation", "2026-01-01T00:00:00Z/abc", owner="elsewhere:1")
+    assert lk.parse(value).cycle_id == "c1" and lk.parse("garbage").garbled
+    running = _target(stack_status="UPDATE_IN_PROGRESS",
+                      parameters={"RebuildTimestamp": "2026-01-01T00:00:00Z/abc", "ImageId": "ami-1"})
+    r = check(Facts(running, hooks=[HOOK], refreshes=[], policy_body=GOOD_POLICY, lock=value, now=NOW),
+              RebuildOptions())
+    assert "cycle_in_progress" in _codes(r)
+    assert any("cycle c1" in p["message"] and p.get("lock_state") == "running" for p in r["problems"])
+    # its update ended (rolled back: the stack's parameter is no longer the lock's) long ago: stale, a warning
+    ended = _target(stack_status="UPDATE_ROLLBACK_COMPLETE")
+    later = NOW + timedelta(minutes=10)
+    r = check(Facts(ended, hooks=[HOOK], refreshes=[], policy_body=GOOD_POLICY, lock=value, now=later),
+              RebuildOptions())
+    assert r["ok"] and "interrupted" in r["stale_lock"] and r["lock"]["state"] == "stale"
+    # ... moments ago: its owner is still releasing it
+    r = check(Facts(ended, hooks=[HOOK], refreshes=[], policy_body=GOOD_POLICY, lock=value,
+                    now=NOW + timedelta(seconds=30)), RebuildOptions())
+    assert _codes(r) == ["cycle_in_progress"] and r["problems"][0]["lock_state"] == "releasing"
+
+
+def test_lock_of_an_instance_refresh_follows_the_refresh_status():
+    value = lk.make_value("c2", NOW, "instance_refresh", "r-1", owner="elsewhere:1")
+    later = NOW + timedelta(hours=1)
+    for status, state in (("InProgress", "running"), ("Baking", "running"), ("Successful", "stale"),
+                          ("Cancelled", "stale")):
+        a = lk.assess(lk.parse(value), later, "UPDATE_COMPLETE", {}, "RebuildTimestamp",
+                      [{"InstanceRefreshId": "r-1", "Status": status}])
+        assert a.state == state, status
+
+
+def test_lock_owner_on_this_host_that_died_is_seen_dead():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    value = lk.make_value("c3", NOW, "cloudformation", "x", owner=f"{lk.owner_id().rsplit(':', 1)[0]}:{proc.pid}")
+    assert lk.parse(value).owner_dead()
+    assert not lk.parse(lk.make_value("c4", NOW, "cloudformation", "x")).owner_dead()  # this process
+    assert not lk.parse(lk.make_value("c5", NOW, "cloudformation", "x", owner="other-host:1")).owner_dead()
 
 
 def test_preflight_instance_refresh_needs_no_stack_and_only_warns_on_policy():

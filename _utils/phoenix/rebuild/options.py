@@ -60,12 +60,28 @@ class RebuildOptions:
     poll_initial: float = 2.0
     poll_max: float = 30.0
     poll_factor: float = 2.0
-    deadline: float = 3600.0
+    #: None: derived from the group's size, batches, the LAUNCHING hook's timeout and recorded cycles
+    deadline: float | None = None
     cancel_on_deadline: bool = True
+    #: how long to keep watching a cancelled update's rollback before reporting it as still running
+    #: (None: derived like the deadline, for the batches already replaced)
+    rollback_wait: float | None = None
     require_launch_hook: bool = True
     min_healthy_percentage: int = 90
     instance_warmup: float = 0.0
     heartbeat: float = 60.0
+    # -- the guarantee (schedule.py): start a cycle when the oldest instance would pass max_age before
+    #    the next check could finish one: oldest age + check_interval + check_splay + expected cycle + margin
+    check_interval: float = 3600.0
+    check_splay: float = 300.0
+    margin: float = 6 * 3600.0
+    #: expected seconds per batch before any cycle was recorded (None: hook timeout + pause + launch allowance)
+    batch_estimate: float | None = None
+    # -- failure handling: abandoned launches tolerated before the cycle cancels the update
+    max_abandons: int = 1
+    max_abandons_first_batch: int = 0
+    #: keep the group's current DesiredCapacity through a cloudformation update (see trigger.py)
+    keep_capacity: bool = True
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -75,16 +91,25 @@ class RebuildOptions:
                 "poll settings: need 0 < poll_initial <= poll_max and poll_factor >= 1, got "
                 f"{self.poll_initial}/{self.poll_max}/{self.poll_factor}"
             )
-        if self.deadline <= 0:
+        if self.deadline is not None and self.deadline <= 0:
             raise BadRequest(f"deadline: must be positive, got {self.deadline}")
+        if self.max_age <= 0:
+            raise BadRequest(f"max_age: must be positive, got {self.max_age}")
+        if self.check_interval <= 0:
+            raise BadRequest(f"check_interval: must be positive, got {self.check_interval}")
+        if self.max_abandons < 0 or self.max_abandons_first_batch < 0:
+            raise BadRequest("max_abandons / max_abandons_first_batch: must be 0 or more, got "
+                             f"{self.max_abandons}/{self.max_abandons_first_batch}")
         if not 0 <= self.min_healthy_percentage <= 100:
             raise BadRequest(f"min_healthy_percentage: must be 0-100, got {self.min_healthy_percentage}")
 
 
-_DURATION_KEYS = {"max_age", "poll_initial", "poll_max", "deadline", "instance_warmup", "heartbeat"}
-_BOOL_KEYS = {"cancel_on_deadline", "require_launch_hook"}
+_DURATION_KEYS = {"max_age", "poll_initial", "poll_max", "deadline", "instance_warmup", "heartbeat", "check_interval",
+                  "check_splay", "margin", "batch_estimate", "rollback_wait"}
+_BOOL_KEYS = {"cancel_on_deadline", "require_launch_hook", "keep_capacity"}
+_INT_KEYS = {"min_healthy_percentage", "max_abandons", "max_abandons_first_batch"}
 #: keys of ``phoenix:rebuild`` that are not options of a cycle (targets, schedule)
-NON_OPTION_KEYS = {"stack", "group", "stacks", "schedule", "targets", "splay", "force", "fix_policy"}
+NON_OPTION_KEYS = {"stack", "group", "stacks", "schedule", "targets", "splay", "force", "fix_policy", "takeover"}
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -111,8 +136,11 @@ def options_from(*sources: Mapping[str, Any] | None) -> RebuildOptions:
                 value = parse_duration(value, key)
             elif key in _BOOL_KEYS:
                 value = _bool(key, value)
-            elif key == "min_healthy_percentage":
-                value = int(value)
+            elif key in _INT_KEYS:
+                try:
+                    value = int(value)
+                except (TypeError, ValueError):
+                    raise BadRequest(f"{key}: expected a whole number, got {value!r}") from None
             elif key == "poll_factor":
                 value = float(value)
             else:

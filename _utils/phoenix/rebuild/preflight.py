@@ -9,6 +9,12 @@ Checks, each a problem with a ``code``, a ``message`` and a ``fix``:
 * ``no_launch_hook``     no LAUNCHING lifecycle hook with ``DefaultResult: ABANDON`` on the group
 * ``missing_parameter``  the stack has no ``RebuildTimestamp`` parameter (cloudformation strategy)
 * ``no_stack``           the cloudformation strategy was asked for a group no stack manages
+* ``would_shrink``       the template hard-codes a size (DesiredCapacity, MaxSize, or a parameter shared with
+                         another property) that an update would set below the group's current DesiredCapacity
+* ``bad_pause_time``     the rolling update's PauseTime is malformed or longer than PT1H
+
+A lock left by an interrupted cycle whose update has ended is reported (``stale_lock``) and removed by the
+cycle; a lock whose update still runs is ``cycle_in_progress`` (see :mod:`phoenix.rebuild.lock`).
 """
 
 from __future__ import annotations
@@ -18,14 +24,17 @@ from datetime import datetime
 from typing import Any
 
 from phoenix.aws import AWS, PhoenixAWSError
+from phoenix.rebuild import lock as lock_mod
 from phoenix.rebuild import policy as policy_mod
+from phoenix.rebuild import template as tpl
 from phoenix.rebuild.options import RebuildOptions
 from phoenix.rebuild.target import Target
 
-LOCK_TAG = "phoenix:rebuild:cycle"
+LOCK_TAG = lock_mod.LOCK_TAG
 STABLE_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE",
                  "IMPORT_ROLLBACK_COMPLETE")
-ACTIVE_REFRESH = ("Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking")
+#: an instance refresh in one of these states has not finished (Baking: the bake time after the last batch)
+ACTIVE_REFRESH = lock_mod.ACTIVE_REFRESH
 
 
 @dataclass
@@ -39,6 +48,13 @@ class Facts:
     policy_body: str | None = None
     lock: str | None = None
     now: datetime | None = None
+    template: tpl.GroupTemplate | None = None
+    template_doc: dict[str, Any] = field(default_factory=dict)
+
+    def lock_assessment(self, options: RebuildOptions) -> lock_mod.Assessment:
+        t = self.target
+        return lock_mod.assess(lock_mod.parse(self.lock), self.now or datetime.now().astimezone(),
+                               t.stack_status, t.parameters, options.timestamp_parameter, self.refreshes)
 
 
 def gather(aws: AWS, target: Target) -> Facts:
@@ -57,6 +73,8 @@ def gather(aws: AWS, target: Target) -> Facts:
     if target.stack:
         facts.policy_body = aws.call("cloudformation", "get_stack_policy", f"stack {target.stack}",
                                      StackName=target.stack).get("StackPolicyBody")
+        facts.template_doc = tpl.fetch(aws, target.stack)
+        facts.template = tpl.group_template(facts.template_doc, target.group_logical_id, target.parameters)
     for t in target.group_data.get("Tags", []):
         if t.get("Key") == LOCK_TAG:
             facts.lock = t.get("Value")
@@ -64,18 +82,79 @@ def gather(aws: AWS, target: Target) -> Facts:
     return facts
 
 
-def parse_lock(value: str | None) -> dict[str, str] | None:
-    """Lock tag value ``<cycle_id>|<started ISO>|<strategy>|<expires ISO>`` as a dict (None if absent/garbled)."""
-    if not value:
-        return None
-    parts = value.split("|")
-    if len(parts) != 4:
-        return None
-    return dict(zip(("cycle_id", "started", "strategy", "expires"), parts))
+def capacity_problems(group_tpl: tpl.GroupTemplate, doc: dict[str, Any], t: Target,
+                      options: RebuildOptions) -> list[dict[str, Any]]:
+    """``would_shrink`` problems: an update would set the group below its current DesiredCapacity.
+
+    CloudFormation sets the template's size properties on every update (unless the group's UpdatePolicy has
+    AutoScalingScheduledAction IgnoreUnmodifiedGroupSizeProperties). A DesiredCapacity that ``Ref``s a
+    parameter used nowhere else is passed at the group's current value (:func:`desired_override`); anything
+    else that would shrink the group refuses the cycle, naming the template property.
+    """
+    if group_tpl.ignore_unmodified_size:
+        return []
+    current = int(t.group_data.get("DesiredCapacity") or 0)
+    out = []
+    where = f"stack {t.stack}'s template, resource {group_tpl.logical_id}"
+    fix = ("remove DesiredCapacity from the template (CloudFormation then leaves the group's size alone), make it "
+           "a parameter used only there, or set UpdatePolicy AutoScalingScheduledAction "
+           "IgnoreUnmodifiedGroupSizeProperties: true")
+    desired = group_tpl.desired
+    if desired.kind == "literal":
+        try:
+            value = int(desired.value)
+        except (TypeError, ValueError):
+            value = None
+        if value is not None and value < current:
+            out.append(_problem("would_shrink", f"{where} hard-codes DesiredCapacity: {value}; the group has "
+                                f"{current}: an update would scale it in to {value}", fix,
+                                property="DesiredCapacity", template_value=value, current=current))
+    elif desired.kind == "param" and options.keep_capacity:
+        uses = [u for u in tpl.references(doc, desired.param or "")
+                if u != f"Resources.{group_tpl.logical_id}.Properties.DesiredCapacity"]
+        try:
+            value = int(desired.value)
+        except (TypeError, ValueError):
+            value = None
+        if uses and value is not None and value < current:
+            out.append(_problem("would_shrink", f"{where}: DesiredCapacity is parameter {desired.param}={value}, "
+                                f"which is also used by {', '.join(uses)}, so Phoenix cannot pass the group's "
+                                f"current {current} without changing those; an update would scale the group in "
+                                f"to {value}", fix, property="DesiredCapacity", parameter=desired.param,
+                                template_value=value, current=current))
+    maximum = group_tpl.max_size
+    if maximum.kind in ("literal", "param"):
+        try:
+            top = int(maximum.value)
+        except (TypeError, ValueError):
+            top = None
+        if top is not None and top < current:
+            out.append(_problem("would_shrink", f"{where} sets MaxSize {top}"
+                                + (f" (parameter {maximum.param})" if maximum.param else "")
+                                + f", below the group's current DesiredCapacity {current}: an update would scale it "
+                                f"in to {top}", "raise MaxSize in the template or its parameter",
+                                property="MaxSize", template_value=top, current=current))
+    return out
 
 
-def lock_value(cycle_id: str, started: datetime, strategy: str, expires: datetime) -> str:
-    return f"{cycle_id}|{started.isoformat(timespec='seconds')}|{strategy}|{expires.isoformat(timespec='seconds')}"
+def desired_override(group_tpl: tpl.GroupTemplate | None, doc: dict[str, Any], t: Target,
+                     options: RebuildOptions) -> dict[str, str]:
+    """``{parameter: value}`` that keeps the group's current DesiredCapacity (within the template's min/max)
+    through an update, when DesiredCapacity ``Ref``s a parameter used nowhere else; ``{}`` otherwise."""
+    if not options.keep_capacity or group_tpl is None or group_tpl.desired.kind != "param":
+        return {}
+    if group_tpl.ignore_unmodified_size:
+        return {}
+    name = group_tpl.desired.param or ""
+    if [u for u in tpl.references(doc, name) if u != f"Resources.{group_tpl.logical_id}.Properties.DesiredCapacity"]:
+        return {}
+    current = int(t.group_data.get("DesiredCapacity") or 0)
+    low = int(group_tpl.min_size.value) if group_tpl.min_size.kind in ("literal", "param") else current
+    high = int(group_tpl.max_size.value) if group_tpl.max_size.kind in ("literal", "param") else current
+    value = max(low, min(current, high))
+    if str(value) == str(t.parameters.get(name)):
+        return {}
+    return {name: str(value)}
 
 
 def _problem(code: str, message: str, fix: str, **extra: Any) -> dict[str, Any]:
@@ -105,20 +184,22 @@ def check(facts: Facts, options: RebuildOptions) -> dict[str, Any]:
             f"group {t.group} is {active[0].get('Status')}",
             "wait for it to finish or cancel it (CancelInstanceRefresh)",
             instance_refresh=active[0].get("InstanceRefreshId")))
-    lock = parse_lock(facts.lock)
-    if lock and facts.now is not None:
-        try:
-            expires = datetime.fromisoformat(lock["expires"])
-        except ValueError:
-            expires = None
-        if expires is not None and expires > facts.now:
-            problems.append(_problem(
-                "cycle_in_progress",
-                f"a rebuild cycle is already running on group {t.group}: cycle {lock['cycle_id']} "
-                f"({lock['strategy']}) started {lock['started']}",
-                f"wait for it to finish; a crashed cycle's lock (tag {LOCK_TAG}) expires at {lock['expires']} "
-                "or can be removed by hand",
-                cycle_id=lock["cycle_id"]))
+    assessment = facts.lock_assessment(options)
+    stale_lock = None
+    if assessment.state in ("running", "releasing"):
+        adoptable = assessment.state == "running" and assessment.lock is not None and assessment.lock.owner_dead()
+        fix = ("its owner process is gone: the next cycle adopts and watches it (or run rebuild.cycle takeover=True)"
+               if adoptable else
+               "wait for it to finish (rebuild.status shows the lock); if its owner died, run rebuild.cycle "
+               "takeover=True to adopt and watch it, or rebuild.unlock once its update has ended")
+        if assessment.state == "releasing":
+            fix = "try again in a few minutes, or rebuild.cycle takeover=True"
+        problems.append(_problem("cycle_in_progress", f"a rebuild cycle is already running on group {t.group}: "
+                                 + assessment.message, fix, cycle_id=assessment.lock.cycle_id if assessment.lock
+                                 else None, lock_state=assessment.state, adoptable=adoptable))
+    elif assessment.state == "stale":
+        stale_lock = assessment.message
+        warnings.append(f"{assessment.message}; the stale lock is removed before this cycle starts")
     if facts.refreshes is None and options.strategy == "instance_refresh":
         warnings.append(f"could not list instance refreshes: {facts.refresh_error}")
 
@@ -143,6 +224,18 @@ def check(facts: Facts, options: RebuildOptions) -> dict[str, Any]:
                 f"stack {t.stack} has no parameter {options.timestamp_parameter}",
                 f"add a String parameter {options.timestamp_parameter} to the template and reference it (Ref) in "
                 "the launch template, e.g. as an instance tag, or use strategy=instance_refresh"))
+
+    # -- the template: capacity kept, PauseTime valid -----------------------------------------------
+    if t.stack and options.strategy == "cloudformation" and facts.template is not None and facts.template.found:
+        for problem in capacity_problems(facts.template, facts.template_doc, t, options):
+            problems.append(problem)
+        if facts.template.pause_problem:
+            problems.append(_problem("bad_pause_time", facts.template.pause_problem,
+                                     "use an ISO 8601 duration of at most PT1H (e.g. PT5M) in the template's "
+                                     "AutoScalingRollingUpdate"))
+        if not facts.template.rolling:
+            warnings.append(f"{t.group_logical_id} has no AutoScalingRollingUpdate UpdatePolicy: CloudFormation "
+                            "would not replace its instances on an update")
 
     # -- stack policy ------------------------------------------------------------------------------
     policy_report: dict[str, Any] | None = None
@@ -179,7 +272,8 @@ def check(facts: Facts, options: RebuildOptions) -> dict[str, Any]:
             warnings.append(msg)
 
     return {"ok": not problems, "target": who, "group": t.group, "stack": t.stack, "problems": problems,
-            "warnings": warnings, "policy": policy_report,
+            "warnings": warnings, "policy": policy_report, "stale_lock": stale_lock,
+            "lock": assessment.as_dict(facts.now) if facts.now else None,
             "hooks": [{k: h.get(k) for k in ("LifecycleHookName", "LifecycleTransition", "DefaultResult",
                                              "HeartbeatTimeout")} for h in facts.hooks]}
 

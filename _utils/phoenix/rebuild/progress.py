@@ -15,6 +15,12 @@ Stages (the last part of the tag), in the order a cycle emits them:
 ``batch``              a rolling-update batch finished (``batch`` number, ``percent`` from CloudFormation)
 ``progress``           counts after each change (``percent`` for instance refresh); every ``heartbeat``
                        seconds without change, a ``progress`` with ``heartbeat: True``
+``lock/stale``         an interrupted cycle's lock was found (its update had ended) and removed
+``lock/acquired``      AWS accepted this cycle's update; its lock tag is written
+``lock/released``      the cycle removed its own lock tag (``released: False`` when it no longer held it)
+``adopted``            this call took over an interrupted cycle whose update still runs, and watches it
+``cancelled``          the cycle cancelled the update (deadline or abandon budget); the rollback is watched
+``capacity``           after a rollback the group's DesiredCapacity was set back to its size before the cycle
 ``finished``           the cycle succeeded (the summary)
 ``failed``             the cycle failed or was refused (reason; the old fleet keeps serving)
 =====================  ================================================================
@@ -33,6 +39,7 @@ TAG_PREFIX = "phoenix/rebuild"
 STAGES = (
     "started", "preflight", "policy/fixed", "triggered", "instance/launched", "instance/in_service",
     "instance/replaced", "instance/abandoned", "stack_event", "batch", "progress", "finished", "failed",
+    "lock/stale", "lock/acquired", "lock/released", "adopted", "cancelled", "capacity",
 )
 
 Emit = Callable[[str, dict[str, Any]], Any]

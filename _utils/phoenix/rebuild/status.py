@@ -56,6 +56,7 @@ def rows(
             "age_seconds": round(age, 1) if age is not None else None,
             "launch_version": version_label(spec),
             "past_max_age": bool(age is not None and age >= max_age),
+            "time_left_seconds": round(max_age - age, 1) if age is not None else None,
         })
     out.sort(key=lambda r: -(r["age_seconds"] or 0))
     return out
@@ -92,3 +93,24 @@ def collect(aws: AWS, group: str, max_age: float, cache: dict[str, datetime] | N
     launched = launch_times(aws, ids, cache)
     now = aws.server_time()
     return summarise(rows(group_data, launched, now, max_age), group_data, max_age, now)
+
+
+def report(aws: AWS, target: Any, options: Any) -> dict[str, Any]:
+    """``rebuild.status``: :func:`collect` plus when the next cycle is due, the plan, the lock and the history.
+
+    Read-only: the group, its instances, lifecycle hooks, instance refreshes and (for a stack) the template.
+    """
+    from phoenix.rebuild import cycle, history, preflight, schedule
+
+    out = collect(aws, target.group, options.max_age, group_data=target.group_data)
+    facts = preflight.gather(aws, target)
+    plan = cycle.plan_for(options, target, facts, out["count"] or int(target.group_data.get("DesiredCapacity") or 0))
+    launched = [datetime.fromisoformat(r["launch_time"]) for r in out["instances"] if r["launch_time"]]
+    now = datetime.fromisoformat(out["now"])
+    out["schedule"] = schedule.due(options, plan, min(launched) if launched else None, now)
+    out["plan"] = plan.as_dict()
+    assessment = facts.lock_assessment(options)
+    out["lock"] = assessment.as_dict(now)
+    out["history"] = [e.as_dict() for e in history.from_tags(target.group_data.get("Tags", []))]
+    out["stack"] = target.stack
+    return out

@@ -13,8 +13,13 @@ from phoenix.rebuild.target import Target
 NO_ECHO_MASK = "****"
 
 
-def plan_cloudformation(target: Target, options: RebuildOptions, timestamp: str) -> dict[str, Any]:
+def plan_cloudformation(target: Target, options: RebuildOptions, timestamp: str,
+                        override: dict[str, str] | None = None) -> dict[str, Any]:
     """UpdateStack arguments: same template, every parameter with its current value, a new timestamp.
+
+    ``override`` replaces some parameter values: the DesiredCapacity parameter set to the group's current size
+    (:func:`phoenix.rebuild.preflight.desired_override`), since CloudFormation applies the template's
+    DesiredCapacity on every update and would scale an auto-scaled group back in.
 
     Parameters are passed explicitly (moto 5.2.5 fails ``UsePreviousValue`` for parameters that took
     their default); only NoEcho parameters, whose value AWS never shows, use ``UsePreviousValue``.
@@ -29,6 +34,8 @@ def plan_cloudformation(target: Target, options: RebuildOptions, timestamp: str)
     for key, value in target.parameters.items():
         if key == name:
             params.append({"ParameterKey": key, "ParameterValue": timestamp})
+        elif override and key in override:
+            params.append({"ParameterKey": key, "ParameterValue": str(override[key])})
         elif value == NO_ECHO_MASK:
             params.append({"ParameterKey": key, "UsePreviousValue": True})
         else:

@@ -21,7 +21,9 @@ CFN_SUCCESS = ("UPDATE_COMPLETE",)
 CFN_FAILURE = ("UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED", "UPDATE_FAILED", "ROLLBACK_COMPLETE",
                "ROLLBACK_FAILED")
 REFRESH_SUCCESS = ("Successful",)
-REFRESH_FAILURE = ("Failed", "Cancelled", "RollbackSuccessful", "RollbackFailed", "Baking")
+#: ``Baking`` is not here: AWS reports it while the refresh waits its bake time after the last batch, i.e. the
+#: refresh is still running (preflight treats it as active too: ``phoenix.rebuild.lock.ACTIVE_REFRESH``)
+REFRESH_FAILURE = ("Failed", "Cancelled", "RollbackSuccessful", "RollbackFailed")
 #: CloudFormation's rolling-update event text: "Successfully terminated instance(s) [...] (Progress 25%)."
 BATCH_DONE = re.compile(r"\(Progress (\d+(?:\.\d+)?)%\)")
 
@@ -68,6 +70,8 @@ class Snapshot:
     instances: dict[str, InstanceView] = field(default_factory=dict)
     percent: float | None = None
     stack_events: list[dict[str, Any]] = field(default_factory=list)
+    lock: str | None = None  # the group's lock tag value at this poll
+    desired: int | None = None
 
 
 @dataclass
@@ -83,6 +87,23 @@ class Tracker:
     seen_events: set[str] = field(default_factory=set)
     batches: int = 0
     last: Snapshot | None = None
+    #: abandoned launches tolerated (None: no budget); in the first batch, and in the whole cycle
+    max_abandons: int | None = None
+    max_abandons_first_batch: int | None = None
+    first_batch_abandons: int = 0
+
+    def first_batch_done(self, snap: Snapshot | None = None) -> bool:
+        snap = snap or self.last
+        return self.batches > 0 or bool(snap and (snap.percent or 0) > 0)
+
+    def over_budget(self) -> str | None:
+        """Why the abandon budget is exceeded, or None."""
+        if self.max_abandons_first_batch is not None and self.first_batch_abandons > self.max_abandons_first_batch:
+            return (f"{self.first_batch_abandons} launch(es) abandoned in the first batch (budget "
+                    f"{self.max_abandons_first_batch}): the new launch version does not provision")
+        if self.max_abandons is not None and len(self.abandoned) > self.max_abandons:
+            return f"{len(self.abandoned)} launches abandoned in this cycle (budget {self.max_abandons})"
+        return None
 
     def counts(self, snap: Snapshot | None = None) -> dict[str, int]:
         snap = snap or self.last
@@ -102,6 +123,8 @@ class Tracker:
     def update(self, snap: Snapshot) -> bool:
         """Record ``snap``; emit events for what changed. Returns True when anything changed."""
         changed = False
+        abandoned_before = len(self.abandoned)
+        in_first_batch = not self.first_batch_done()
         prev = self.last.instances if self.last else {}
         for iid, view in snap.instances.items():
             if iid in self.original:
@@ -148,6 +171,8 @@ class Tracker:
                     self.batches += 1
                     self._emit("batch", f"batch {self.batches} done ({done.group(1)}%)", batch=self.batches,
                                percent=float(done.group(1)), **self.counts(snap))
+        if in_first_batch:
+            self.first_batch_abandons += len(self.abandoned) - abandoned_before
         if self.last is None or self.last.status != snap.status or self.last.percent != snap.percent:
             changed = True
         if changed:
@@ -174,9 +199,10 @@ def outcome(strategy: str, snap: Snapshot) -> str | None:
 
 @dataclass
 class WatchResult:
-    outcome: str  # "succeeded" | "failed" | "deadline"
+    outcome: str  # "succeeded" | "failed" | "deadline" | "abandon_budget" | "lock_lost"
     snapshot: Snapshot | None
     polls: int
+    detail: str | None = None
 
 
 def watch(
@@ -189,6 +215,8 @@ def watch(
     monotonic: Callable[[], float] = time.monotonic,
     heartbeat: float = 60.0,
     max_poll_errors: int = 3,
+    lock_value: str | None = None,
+    until_settled: bool = False,
 ) -> WatchResult:
     """Poll ``fetch`` until the cycle ends or ``deadline`` seconds pass.
 
@@ -198,6 +226,11 @@ def watch(
     ``progress`` event with ``heartbeat: True`` goes out every ``heartbeat`` seconds so watchers know
     the cycle is alive. A poll that raises is retried (after the next backoff delay) up to
     ``max_poll_errors`` times in a row; then the error propagates.
+
+    It also stops early with ``abandon_budget`` when the tracker's abandon budget is exceeded, and with
+    ``lock_lost`` when ``lock_value`` is given and the group's lock tag no longer holds it (an operator ran
+    ``rebuild.unlock`` or another call took the cycle over). With ``until_settled`` (watching a cancelled
+    update roll back) only the final status ends it.
     """
     start = monotonic()
     last_report = start
@@ -228,6 +261,12 @@ def watch(
         result = outcome(strategy, snap)
         if result is not None:
             return WatchResult(result, snap, polls)
+        if not until_settled:
+            budget = tracker.over_budget()
+            if budget:
+                return WatchResult("abandon_budget", snap, polls, budget)
+            if lock_value is not None and snap.lock != lock_value:
+                return WatchResult("lock_lost", snap, polls, f"the lock tag now holds {snap.lock!r}")
         left = deadline - (monotonic() - start)
         if left <= 0:
             return WatchResult("deadline", snap, polls)
