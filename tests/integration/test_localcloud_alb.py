@@ -139,7 +139,7 @@ def test_alb_loses_no_request_while_the_group_is_replaced(tmp_path: Path, instan
         tg = target_group(aws, delay=30)  # 3 s real at rate 10
         group(aws, tg, desired=2)
         old = [r["instance_id"] for r in cloud.instances("web")]
-        with LoadBalancer(tmp_path / "alb", cloud.endpoint, tg, resolver=instances.resolve) as alb:
+        with LoadBalancer(tmp_path / "alb", cloud.endpoint, tg) as alb:  # routes to each PrivateIpAddress
             alb.wait_routed(lambda routed: routed == set(old))
             with SteadyClient(alb.url) as traffic:
                 wait_until(lambda: set(traffic.served_by) == set(old), timeout=20, message="both instances serve")
@@ -158,8 +158,9 @@ def test_alb_loses_no_request_while_the_group_is_replaced(tmp_path: Path, instan
             for victim in old:
                 assert traffic.last_served[victim] < instances.stopped_at[victim]
             assert not alb.errors and not alb.refused
+            assert all(host.startswith("127.") and host != "127.0.0.1" for host, _ in alb.upstreams.values())
 
             with SteadyClient(alb.url) as traffic:
                 instances.crash(sorted(new)[0])
-                wait_until(lambda: traffic.failed > 0, timeout=20, message="a failed request after a crash")
-            assert traffic.ok > 0
+                wait_until(lambda: traffic.failed > 0 and traffic.ok > 0, timeout=20,
+                           message="failed requests (the crashed instance) beside answered ones")
