@@ -7,7 +7,6 @@ a pending update, and a second early cycle within the threshold is refused."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import boto3
 import pytest
 
 from localcloud import LocalCloud
+from localcloud.salt_instance import SaltInstanceAgent
 from tests.integration.test_rebuild_localcloud import CREDS, REPO, TEMPLATE, wait_until
 
 pytestmark = pytest.mark.daemons
@@ -29,40 +29,28 @@ LOADER_DIRS = {
 FAST = {"poll_initial": 0.2, "poll_max": 1}
 
 
-class FleetMinions:
-    """localcloud instance agent: a real salt-minion per instance. Provisioning stand-in: once the minion
-    answers, the OS update (``phoenix_patches.simulate_upgrade``) and a mine update, then CONTINUE."""
+class FleetMinions(SaltInstanceAgent):
+    """localcloud instance agent: a real salt-minion per instance (i10b's agent). Provisioning stand-in,
+    once the minion answers: the OS update (``phoenix_patches.simulate_upgrade``), a mine update (what
+    ``mine_interval`` does on its own), then CONTINUE."""
 
-    def __init__(self) -> None:
-        self.master: Any = None
-        self.cloud: Any = None
-        self.minions: dict[str, Any] = {}
+    def __init__(self, base_dir: Path) -> None:
+        super().__init__(base_dir, master_port=0, publish_port=0)
+        self.salt_master: Any = None
         self.provisioned: list[str] = []
         self.errors: list[str] = []
-        self._lock = threading.Lock()
-        self._start_lock = threading.Lock()
-
-    def attach(self, cloud: Any) -> None:
-        self.cloud = cloud
 
     def start(self, instance_id: str) -> None:
+        super().start(instance_id)
         try:
-            with self._start_lock:  # pytest-salt-factories is not thread-safe: one start at a time
-                minion = self.master.salt_minion_daemon(instance_id, overrides=dict(LOADER_DIRS))
-                minion.start(start_timeout=120)
-            with self._lock:
-                self.minions[instance_id] = minion
-            cli = self.master.salt_cli(timeout=15)
+            cli = self.salt_master.salt_cli(timeout=30)
             # right after start a minion may not be subscribed to the master's publishes yet: retry
             wait_until(lambda: (lambda r: r.returncode == 0 and r.data is True)(
                 cli.run("test.ping", minion_tgt=instance_id)), timeout=120, interval=0.5,
                 what=f"{instance_id} to answer test.ping")
-            ret = minion.salt_call_cli(timeout=120).run("phoenix_patches.simulate_upgrade")
-            assert ret.returncode == 0, ret.stdout + ret.stderr
-            # through the running minion (as mine_interval does): a salt-call's mine.update would need the
-            # daemon's local event bus
-            ret = self.master.salt_cli(timeout=120).run("mine.update", minion_tgt=instance_id)
-            assert ret.returncode == 0 and ret.data is True, ret.stdout + ret.stderr
+            for fun in ("phoenix_patches.simulate_upgrade", "mine.update"):
+                ret = cli.run(fun, minion_tgt=instance_id)
+                assert ret.returncode == 0 and ret.data, f"{fun}: {ret.stdout} {ret.stderr}"
             asg = boto3.client("autoscaling", endpoint_url=self.cloud.endpoint, region_name="us-east-1")
             group = next(r["group"] for r in self.cloud.instances() if r["instance_id"] == instance_id)
             wait_until(lambda: next(r["state"] for r in self.cloud.instances()
@@ -70,19 +58,17 @@ class FleetMinions:
             asg.complete_lifecycle_action(AutoScalingGroupName=group, LifecycleHookName="provision",
                                           InstanceId=instance_id, LifecycleActionResult="CONTINUE")
             self.provisioned.append(instance_id)
-        except Exception as exc:  # reported by the test
-            self.errors.append(f"{instance_id}: {exc}")
-
-    def stop(self, instance_id: str) -> None:
-        with self._lock:
-            minion = self.minions.pop(instance_id, None)
-        if minion is not None:
-            minion.terminate()
+        except Exception as exc:  # reported by the test, with the end of the minion's log
+            try:
+                tail = self.get(instance_id).log_file.read_text(errors="replace")[-1500:]
+            except Exception:
+                tail = "(no minion log)"
+            self.errors.append(f"{instance_id}: {exc}\n{tail}")
 
 
 @pytest.fixture(scope="module")
-def fleet_agent():
-    return FleetMinions()
+def fleet_agent(tmp_path_factory):
+    return FleetMinions(tmp_path_factory.mktemp("instances"))
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +106,9 @@ def salt_master(salt_factories, cloud, feed_file, fleet_agent, tmp_path_factory)
         "security-master", overrides={"auto_accept": True, "interface": "127.0.0.1", **LOADER_DIRS,
                                       "pillar_roots": {"base": [str(pillar_root)]}, **controller})
     with factory.started(start_timeout=120):
-        fleet_agent.master = factory
+        fleet_agent.salt_master = factory
+        fleet_agent.master_port = factory.config["ret_port"]
+        fleet_agent.publish_port = factory.config["publish_port"]
         yield factory
 
 
@@ -131,8 +119,11 @@ def status(master: Any) -> dict[str, Any]:
 
 
 def refresh_mine(master: Any, ids: set[str]) -> None:
-    ret = master.salt_cli(timeout=120).run("mine.update", minion_tgt=",".join(sorted(ids)), tgt_type="list")
-    assert ret.returncode == 0, ret.stdout + ret.stderr
+    """What ``mine_interval`` does by itself, now (one minion at a time, retried: a loaded machine)."""
+    cli = master.salt_cli(timeout=60)
+    for iid in sorted(ids):
+        wait_until(lambda: (lambda r: r.returncode == 0 and r.data is True)(cli.run("mine.update", minion_tgt=iid)),
+                   timeout=240, interval=1, what=f"mine.update on {iid}")
 
 
 def announce(feed_file: Path, published: float, version: str) -> None:
