@@ -306,3 +306,21 @@ def recommended_policy(stack: str | None = None, group: str | None = None, **kwa
     except (phoenix.rebuild.errors.RebuildError, phoenix.aws.PhoenixAWSError) as exc:
         _fail(exc)
     return phoenix.rebuild.policy.recommended(target.allowed_logical_ids)
+
+
+def seconds(value: Any, name: str = "duration") -> float:
+    """
+    A duration setting in seconds (``90``, ``"15m"``, ``"1h30m"``), or an error naming ``name``. Used by
+    ``salt/rebuild/schedule.sls`` to turn ``check_interval``/``check_splay`` into the schedule's seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call rebuild.seconds 1h30m
+        salt-call rebuild.seconds 5m name=phoenix:rebuild:check_splay
+    """
+    try:
+        return phoenix.rebuild.options.parse_duration(value, name)
+    except phoenix.rebuild.errors.RebuildError as exc:
+        raise SaltInvocationError(str(exc)) from None

@@ -1,7 +1,9 @@
 """Benchmark: one rebuild cycle of N instances on localcloud (run on demand, not part of the test suite).
 
-    PYTHONPATH=_utils:. /work/venv/bin/python bench/rebuild_cycle.py [--instances 10] [--boot 1] [--provision 2]
+    PYTHONPATH=_utils:. python bench/rebuild_cycle.py [--instances 10] [--boot 1] [--provision 2]
         [--batch 1] [--strategy cloudformation|instance_refresh|both] [--poll-initial 0.5] [--poll-max 5]
+    PYTHONPATH=_utils:. python bench/rebuild_cycle.py --virtual [--boot 60 --provision 300]
+        (production polling 2s..30s on localcloud's virtual clock: realistic minutes per instance, run in seconds)
 
 Prints, per strategy:
 * AWS API calls the cycle made (counted at localcloud's endpoint, minus the simulated provisioner's
@@ -79,6 +81,23 @@ class Provisioner:
                                          InstanceId=instance_id, LifecycleActionResult="CONTINUE")
 
 
+class VirtualProvisioner:
+    """Completes each LAUNCHING hook ``seconds`` of virtual time after Pending:Wait (a localcloud tick hook)."""
+
+    def __init__(self, cloud: LocalCloud, seconds: float) -> None:
+        self.cloud = cloud
+        self.seconds = seconds
+        self.since: dict[str, float] = {}
+
+    def __call__(self) -> None:
+        now = self.cloud.clock.now()
+        for rec in list(self.cloud.fleet.records.values()):
+            if rec.state == "Pending:Wait" and "provision" in rec.tokens:
+                start = self.since.setdefault(rec.instance_id, now)
+                if now - start >= self.seconds:
+                    self.cloud.fleet.complete(rec.group, "provision", "CONTINUE", instance_id=rec.instance_id)
+
+
 def make_fleet(cloud: LocalCloud, provisioner: Provisioner, n: int, batch: int) -> str:
     cloud.reset()
     cfn = boto3.client("cloudformation", endpoint_url=cloud.endpoint, region_name=cloud.region)
@@ -92,6 +111,8 @@ def make_fleet(cloud: LocalCloud, provisioner: Provisioner, n: int, batch: int) 
     while sum(1 for r in cloud.instances(provisioner.group) if r["state"] == "InService") < n:
         if time.monotonic() > deadline:
             raise SystemExit("the fleet did not come up")
+        if getattr(provisioner, "virtual", False):
+            cloud.advance(5)
         time.sleep(0.05)
     return provisioner.group
 
@@ -99,13 +120,21 @@ def make_fleet(cloud: LocalCloud, provisioner: Provisioner, n: int, batch: int) 
 def run(strategy: str, args: argparse.Namespace, cloud: LocalCloud, provisioner: Provisioner) -> dict:
     group = make_fleet(cloud, provisioner, args.instances, args.batch)
     opts = options_from({"strategy": strategy, "poll_initial": args.poll_initial, "poll_max": args.poll_max,
-                         "deadline": 3600, "min_healthy_percentage": int(100 * (args.instances - args.batch)
+                         "min_healthy_percentage": int(100 * (args.instances - args.batch)
                                                                            / args.instances)})
     aws = AWS(settings_from({"endpoint_url": cloud.endpoint, "region": cloud.region}))
     cloud.api_calls(reset=True)
-    t0 = time.monotonic()
-    summary = run_cycle(aws, opts, stack="bench", fix_policy=True)
-    wall = time.monotonic() - t0
+    if args.virtual:
+        def sleep(seconds: float) -> None:
+            cloud.advance(seconds)
+            time.sleep(0.03)
+        t0 = cloud.clock.now()
+        summary = run_cycle(aws, opts, stack="bench", fix_policy=True, sleep=sleep, monotonic=cloud.clock.now)
+        wall = cloud.clock.now() - t0
+    else:
+        t0 = time.monotonic()
+        summary = run_cycle(aws, opts, stack="bench", fix_policy=True)
+        wall = time.monotonic() - t0
     calls = cloud.api_calls()
     cycle_calls = {k: v for k, v in calls.items() if k not in PROVISIONER_ACTIONS}
     total = sum(cycle_calls.values())
@@ -123,28 +152,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provision", type=float, default=2.0, help="simulated provisioning seconds (Pending:Wait)")
     parser.add_argument("--batch", type=int, default=1, help="MaxBatchSize (and 100%% - MinHealthyPercentage)")
     parser.add_argument("--strategy", default="both", choices=("cloudformation", "instance_refresh", "both"))
-    parser.add_argument("--poll-initial", type=float, default=0.5)
-    parser.add_argument("--poll-max", type=float, default=5.0)
+    parser.add_argument("--poll-initial", type=float, default=None, help="default 0.5 (2 with --virtual)")
+    parser.add_argument("--poll-max", type=float, default=None, help="default 5 (30 with --virtual)")
+    parser.add_argument("--virtual", action="store_true",
+                        help="boot/provisioning in localcloud's virtual seconds; production polling by default")
     args = parser.parse_args(argv)
+    if args.poll_initial is None:
+        args.poll_initial = 2.0 if args.virtual else 0.5
+    if args.poll_max is None:
+        args.poll_max = 30.0 if args.virtual else 5.0
     strategies = ("cloudformation", "instance_refresh") if args.strategy == "both" else (args.strategy,)
     provisioner = Provisioner(args.provision)
     results = []
-    with LocalCloud(boot_seconds=args.boot, agent=provisioner) as cloud:
+    with LocalCloud(boot_seconds=args.boot, agent=None if args.virtual else provisioner) as cloud:
         provisioner.cloud = cloud
+        if args.virtual:
+            provisioner.virtual = True  # type: ignore[attr-defined]
+            cloud.tick_hooks.append(VirtualProvisioner(cloud, args.provision))
         try:
             for strategy in strategies:
                 results.append(run(strategy, args, cloud, provisioner))
         finally:
             provisioner.shutdown()
     print(f"rebuild cycle of {args.instances} instances, batch {args.batch}, boot {args.boot}s + provisioning "
-          f"{args.provision}s each, polling {args.poll_initial}s..{args.poll_max}s")
+          f"{args.provision}s each{' (virtual seconds)' if args.virtual else ''}, polling "
+          f"{args.poll_initial}s..{args.poll_max}s")
     for r in results:
         print(f"\n[{r['strategy']}] result={r['result']} replaced={r['replaced']} polls={r['polls']}")
         print(f"  AWS API calls by the cycle (counted at localcloud): {r['total']} "
               f"= {r['per_instance']:.1f} per replaced instance (adapter's own count: {r['adapter_calls']})")
         for action, n in sorted(r["calls"].items(), key=lambda kv: -kv[1]):
             print(f"    {n:4d}  {action}")
-        print(f"  wall time {r['wall']:.1f}s vs simulated boot+provisioning on the critical path "
+        print(f"  {'virtual' if args.virtual else 'wall'} time {r['wall']:.1f}s vs simulated boot+provisioning on the critical path "
               f"{r['critical']:.1f}s: overhead ratio {r['ratio']:.2f}")
     return 0 if all(r["result"] for r in results) else 1
 

@@ -8,8 +8,12 @@
 
   Orchestrate pillar keys (each falls back to phoenix:rebuild:<key> in the master's pillar):
     stack | group | stacks (list)   what to rebuild (stacks run one after another, in order)
-    max_age                          rebuild only when an instance is older (default 24h)
+    max_age                          the promise: no instance older than this (default 24h); a cycle starts
+                                     when the oldest instance's age + the lead time reaches it
+    check_interval, check_splay,
+    margin                           the lead time's parts (phoenix:rebuild, see pillar.example)
     force                            rebuild now regardless of age
+    takeover                         adopt an interrupted cycle whose update still runs
     strategy                         cloudformation | instance_refresh
     fix_policy                       set the recommended stack policy when the current one is too permissive
     deadline                         stop watching (and cancel the update) after this long
@@ -41,13 +45,15 @@ phoenix-rebuild-{{ label }}:
 {%-   if t.get('group') %}
     - group: {{ t['group'] | yaml_dquote }}
 {%-   endif %}
-{%-   for key in ('max_age', 'strategy', 'deadline', 'poll_initial', 'poll_max') %}
+{%-   for key in ('max_age', 'strategy', 'deadline', 'poll_initial', 'poll_max', 'check_interval', 'check_splay',
+                  'margin') %}
 {%-     set value = pillar.get(key, cfg.get(key)) %}
 {%-     if value is not none %}
     - {{ key }}: {{ value | string | yaml_dquote }}
 {%-     endif %}
 {%-   endfor %}
     - force: {{ pillar.get('force', False) | to_bool }}
+    - takeover: {{ pillar.get('takeover', False) | to_bool }}
     - fix_policy: {{ pillar.get('fix_policy', cfg.get('fix_policy', False)) | to_bool }}
 {%-   if previous %}
     - require:

@@ -196,10 +196,13 @@ def test_dry_run_cycle_says_what_it_would_do_and_changes_nothing(salt_call, flee
     assert rc == 0 and out["dry_run"] is True and "result" not in out  # salt-call: a falsy result means failure
     assert len(out["would_replace"]) == 4
     assert "UpdateStack" in out["comment"] and "Would first set the recommended stack policy" in out["comment"]
-    sent = {p["ParameterKey"]: p.get("ParameterValue") for p in out["plan"]["Parameters"]}
+    sent = {p["ParameterKey"]: p.get("ParameterValue") for p in out["call"]["Parameters"]}
     assert sent["ImageId"] == before["ImageId"] and sent["Size"] == "4"
     assert sent["RebuildTimestamp"] != before["RebuildTimestamp"]
-    assert not any("UsePreviousValue" in p for p in out["plan"]["Parameters"])
+    assert not any("UsePreviousValue" in p for p in out["call"]["Parameters"])
+    # the plan: 4 instances, MaxBatchSize 1, the hook's 600 s timeout + launch, and the derived deadline
+    assert out["plan"]["batches"] == 4 and out["plan"]["per_batch_seconds"] == 720
+    assert out["plan"]["deadline_seconds"] == 4 * 720 + 600 and "deadline 58m" in out["comment"]
     assert _params(clients, fleet["stack"]) == before
     assert _policy(clients, fleet["stack"]) == ALLOW_ALL
     assert "phoenix:rebuild:cycle" not in _tags(clients, fleet["group"])
@@ -230,12 +233,16 @@ def test_lock_tag_of_a_running_cycle_refuses_a_second_one(salt_call, fleet, clie
     from datetime import datetime, timedelta, timezone
 
     now = datetime.now(timezone.utc)
+    # a cycle on another host whose update ended seconds ago: it is still releasing its lock
     clients["autoscaling"].create_or_update_tags(Tags=[{
         "ResourceId": fleet["group"], "ResourceType": "auto-scaling-group", "Key": "phoenix:rebuild:cycle",
-        "Value": f"other-cycle|{now.isoformat(timespec='seconds')}|cloudformation|"
-                 f"{(now + timedelta(hours=1)).isoformat(timespec='seconds')}", "PropagateAtLaunch": False}])
+        "Value": f"v2|other-cycle|other-host:1|{(now - timedelta(seconds=5)).isoformat(timespec='seconds')}|"
+                 "cloudformation|2026-01-01T00:00:00Z/abcdef", "PropagateAtLaunch": False}])
     rc, _, err = salt_call("rebuild.cycle", f"stack={fleet['stack']}", "fix_policy=True", check=False)
-    assert rc != 0 and "already running" in err and "other-cycle" in err
+    assert rc != 0 and "already running" in err and "other-cycle" in err and "releasing its lock" in err
+    assert "only the stack policy was changed" in err  # fix_policy set it before the refusal: said so
+    _, status, _ = salt_call("rebuild.status", f"stack={fleet['stack']}")
+    assert status["lock"]["cycle_id"] == "other-cycle" and status["lock"]["state"] == "releasing"
 
 
 @pytest.mark.parametrize("args,expected", [
@@ -312,17 +319,25 @@ def test_orchestration_sls_renders_one_fresh_state_per_target_in_order(salt_call
     assert list(empty) == ["phoenix-rebuild-no-target"]
 
 
-def test_schedule_sls_schedules_the_daily_run(salt_call):
-    pillar = 'pillar={"phoenix": {"rebuild": {"schedule": {"hours": 24, "splay": 600, "offline": true}}}}'
+def test_schedule_sls_schedules_the_hourly_check(salt_call):
+    pillar = ('pillar={"phoenix": {"rebuild": {"check_interval": "30m", "check_splay": "2m", '
+              '"schedule": {"offline": true}}}}')
     _, out, _ = salt_call("state.apply", "rebuild.schedule", pillar)
     (ret,) = out.values()
     assert ret["result"] is True, ret
     _, jobs, _ = salt_call("schedule.list", "offline=True", "return_yaml=False")
     job = jobs["phoenix-rebuild-daily"]
     assert job["function"] == "state.sls" and job["args"] == ["rebuild.daily"]
-    assert job["hours"] == 24 and job["splay"] == 600
+    assert job["seconds"] == 1800 and job["splay"] == 120 and job["maxrunning"] == 1
     _, again, _ = salt_call("state.apply", "rebuild.schedule", pillar)
     assert list(again.values())[0]["changes"] == {}  # idempotent
+
+
+def test_schedule_sls_refuses_the_old_daily_keys(salt_call):
+    pillar = 'pillar={"phoenix": {"rebuild": {"schedule": {"hours": 24, "offline": true}}}}'
+    rc, out, _ = salt_call("state.apply", "rebuild.schedule", pillar, check=False)
+    (ret,) = out.values()
+    assert ret["result"] is False and "phoenix:rebuild:schedule:hours is no longer used" in ret["comment"]
 
 
 def test_daily_sls_uses_the_fresh_state_for_each_stack(salt_call):

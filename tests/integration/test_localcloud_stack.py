@@ -437,3 +437,62 @@ def test_reset_during_a_rolling_update_leaves_the_next_fleet_alone(cloud: LocalC
     assert stack_status(aws) == "CREATE_COMPLETE"
     wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("localcloud-update")],
                message="the stale update thread to end")
+
+
+# -- fidelity with AWS's documentation (localcloud/README.md, "Fidelity") ------------------------------
+def test_update_changes_only_the_tags_the_template_declares(cloud: LocalCloud, aws: dict[str, Any]) -> None:
+    name, queue = create_fleet(aws)
+    aws["autoscaling"].create_or_update_tags(Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group",
+                                                    "Key": "operator", "Value": "kept", "PropagateAtLaunch": False}])
+    with Provisioner(cloud.endpoint, queue):
+        in_service(aws, name, 4)
+        update_timestamp(aws, "2026-01-02T00:00:00Z")
+        assert wait_until(lambda: settled(aws), timeout=60, message="the update") == "UPDATE_COMPLETE"
+    tags = {t["Key"]: t["Value"] for t in group(aws, name)["Tags"]}
+    assert tags["operator"] == "kept" and tags["Name"] == "web-web"
+
+
+def test_update_stack_refuses_a_bad_pause_time(cloud: LocalCloud, aws: dict[str, Any]) -> None:
+    create_fleet(aws)
+    for pause, expected in (("PT2H", "longer than the maximum of PT1H"), ("5 minutes", "ISO 8601")):
+        body = TEMPLATE.read_text().replace("PauseTime: PT0S", f"PauseTime: {pause}")
+        with pytest.raises(ClientError, match=expected):
+            aws["cloudformation"].update_stack(StackName="web", TemplateBody=body, Capabilities=["CAPABILITY_IAM"],
+                                               Parameters=params({**BASE, "RebuildTimestamp": "x"}))
+    assert stack_status(aws) == "CREATE_COMPLETE"
+
+
+def test_set_stack_policy_refuses_invalid_json(cloud: LocalCloud, aws: dict[str, Any]) -> None:
+    create_fleet(aws)
+    with pytest.raises(ClientError, match="Error parsing stack policy"):
+        aws["cloudformation"].set_stack_policy(StackName="web", StackPolicyBody="{not json")
+    assert "StackPolicyBody" not in aws["cloudformation"].get_stack_policy(StackName="web")
+
+
+def test_update_stack_is_refused_in_update_rollback_failed(cloud: LocalCloud, aws: dict[str, Any]) -> None:
+    from localcloud import motoaccess
+
+    create_fleet(aws)
+    with cloud.lock:
+        motoaccess.cloudformation(cloud.region).get_stack("web").status = "UPDATE_ROLLBACK_FAILED"
+    with pytest.raises(ClientError, match="is in UPDATE_ROLLBACK_FAILED state and can not be updated"):
+        update_timestamp(aws, "2026-01-02T00:00:00Z")
+
+
+def test_duplicate_lifecycle_notifications_can_be_turned_on() -> None:
+    with LocalCloud(boot_seconds=0.1, duplicate_notifications=1.0) as dup:
+        local = {n: client(dup.endpoint, n) for n in ("cloudformation", "sqs")}
+        local["cloudformation"].create_stack(StackName="web", TemplateBody=TEMPLATE.read_text(),
+                                             Parameters=params(BASE), Capabilities=["CAPABILITY_IAM"])
+        queue = outputs(local)["HookQueueUrl"]
+        seen: list[str] = []
+
+        def tokens() -> bool:
+            for raw in local["sqs"].receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+                body = json.loads(raw["Body"])
+                if "LifecycleActionToken" in body:
+                    seen.append(body["LifecycleActionToken"])
+            return len(seen) >= 8
+
+        wait_until(tokens, timeout=30, message="8 notifications")
+    assert len(set(seen)) * 2 == len(seen)  # every notification arrived twice, same token

@@ -327,15 +327,34 @@ def test_permissive_stack_policy_is_reported_and_fixed(cloud, provisioner, aws_c
 
 
 # -- failures leave the old fleet serving ----------------------------------------------------------
-def test_abandoned_replacements_fail_the_cycle_and_roll_back(cloud, provisioner, aws_clients):
+@pytest.mark.parametrize("rolling_abandon", ["replace", "fail"])
+def test_abandoned_replacements_fail_the_cycle_and_roll_back(cloud, provisioner, aws_clients, rolling_abandon):
+    """Whether CloudFormation itself fails the update on an abandoned launch (it does not without
+    WaitOnResourceSignals: localcloud's default "replace") or not, the abandon budget (default: none in the
+    first batch) ends the cycle, the update rolls back, and the summary says which originals were terminated."""
     fleet = make_fleet(cloud, provisioner, aws_clients)
+    cloud.rolling_abandon = rolling_abandon
     provisioner.plan = ["abandon"]  # the first replacement is abandoned; the rollback's launches succeed
     events = Events()
     start = cloud.clock.now()
-    summary = run_cycle(adapter(cloud), options_from(FAST), stack="web", fix_policy=True, emit=events)
+    try:
+        summary = run_cycle(adapter(cloud), options_from(FAST), stack="web", fix_policy=True, emit=events)
+    finally:
+        cloud.rolling_abandon = "replace"
     assert summary["result"] is False
     assert summary["abandoned"] >= 1 and summary["status"] == "UPDATE_ROLLBACK_COMPLETE"
-    assert "failed" in summary["comment"] and "left serving" in summary["comment"]
+    # "fail": CloudFormation fails the update itself, but the budget may see the abandon first
+    assert summary["outcome"] in (("abandon_budget",) if rolling_abandon == "replace" else ("abandon_budget", "failed"))
+    if rolling_abandon == "replace":
+        assert "cancelled" in events.stages() and "abandoned in the first batch" in summary["reason"]
+    assert summary["settled"] is True
+    # the comment says exactly what happened to the original instances
+    n = summary["original_terminated"]
+    assert n == len(set(summary["replaced_instances"]) & fleet["original"])
+    if n:
+        assert f"{n} of the 4 original instance(s) had been terminated" in summary["comment"]
+    else:
+        assert "the instances in service were left serving" in summary["comment"]
     assert events.stages()[-1] == "failed" and "instance/abandoned" in events.stages()
     # the old fleet keeps serving: capacity never under MinInstancesInService, all on the old version
     assert min_capacity_since(cloud, fleet["group"], start) >= fleet["min_in_service"]

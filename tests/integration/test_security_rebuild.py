@@ -163,7 +163,7 @@ def test_pending_security_update_cycles_the_group_early(salt_master, cloud, flee
     assert lagging["schedule"]["due"] is False, "the age rule alone would not cycle yet"
 
     ret = salt_master.salt_run_cli(timeout=600).run("state.orchestrate", "orch.rebuild",
-                                                    f"pillar={json.dumps({'stack': 'web', **FAST})}")
+                                                    f"pillar={json.dumps({'stack': 'web', 'fix_policy': True, **FAST})}")
     assert ret.returncode == 0, ret.stdout + ret.stderr
     assert "due for security updates" in ret.stdout
     wait_until(lambda: len(fleet_agent.provisioned) == 4 or fleet_agent.errors, timeout=120,

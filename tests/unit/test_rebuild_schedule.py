@@ -253,3 +253,23 @@ def test_abandon_budget_first_batch_and_cycle():
     assert t.over_budget() is None
     t.update(_snap({"o2": "InService", "n1": "InService", "n3": "Terminating"}))
     assert "2 launches abandoned" in t.over_budget()
+
+
+def test_pillar_example_documents_every_rebuild_setting_and_each_parses():
+    """Every RebuildOptions field is in pillar.example (set or commented), and the file's values parse."""
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "pillar.example").read_text()
+    section = text[text.index("  rebuild:"):]
+    documented = set(re.findall(r"^    (?:# )?([a-z_]+):", section, re.M))
+    missing = {f.name for f in fields(RebuildOptions)} - documented
+    assert not missing, missing
+    names = "|".join(f.name for f in fields(RebuildOptions))
+    uncommented = re.sub(rf"^(    )# ((?:{names}): )", r"\1\2", section, flags=re.M)
+    values = yaml.safe_load(uncommented)["rebuild"]
+    opts = options_from(values)
+    assert opts.margin == 6 * 3600 and opts.check_interval == 3600 and opts.deadline == 3 * 3600

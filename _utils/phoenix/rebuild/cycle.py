@@ -1,9 +1,14 @@
-"""One rebuild cycle: resolve -> status before -> preflight (-> fix policy) -> lock -> trigger -> watch -> summary.
+"""One rebuild cycle: resolve -> status before -> preflight (-> fix policy) -> plan -> trigger (AWS accepts one
+update at a time: the lock) -> lock tag -> watch (abandon budget, deadline) -> cancel and watch the rollback
+-> release -> record the duration -> summary.
 
 ``run_cycle`` returns a summary dict (``result`` True/False) once a cycle was triggered, and raises
 :class:`~phoenix.rebuild.errors.RebuildError` / :class:`~phoenix.aws.PhoenixAWSError` when it refuses
-to start (nothing changed). A failed cycle leaves the old fleet serving: CloudFormation rolls the
-update back, an instance refresh stops; the summary says which instances are in service.
+to start (saying what, if anything, it changed: at most the stack policy with ``fix_policy``). A failed
+cycle is rolled back (CloudFormation) or stopped (instance refresh); the summary says how many original
+instances were terminated first and what is in service now. An interrupted cycle found by the next call
+is adopted (its update still runs) or reported and cleaned up (its update ended): see
+:mod:`phoenix.rebuild.lock`.
 """
 
 from __future__ import annotations
@@ -77,7 +82,9 @@ def _refuse(reporter: Reporter, pre: dict[str, Any]) -> None:
     reporter.event("failed", "refused by preflight: " + "; ".join(p["message"] for p in pre["problems"]),
                    failed_at="preflight", problems=pre["problems"])
     cls = CycleInProgress if "cycle_in_progress" in codes else PreflightFailed
-    raise cls(reporter.group, pre["problems"])
+    changed = ("only the stack policy was changed (fix_policy)" if "policy_fixed" in pre
+               else "nothing was changed")
+    raise cls(reporter.group, pre["problems"], changed)
 
 
 def _views(group_data: dict[str, Any], launched: dict[str, datetime]) -> dict[str, InstanceView]:
@@ -247,13 +254,14 @@ def run_cycle(
 
     # -- trigger: AWS accepts one update at a time, that is the lock -------------------------------------
     try:
+        _recheck(aws, target, facts, options, assessment.lock.raw if assessment.lock else None)
         sent = tr.send(aws, options.strategy, call_plan, target)
     except CycleInProgress as exc:
         changed = "only the stack policy it set" if "policy_fixed" in pre else "nothing"
         holder = lk.current(aws, target.group)
         message = (f"rebuild of {target.group} refused: another cycle"
                    + (f" ({holder.cycle_id}, owner {holder.owner})" if holder and not holder.garbled else "")
-                   + f" started its update first and AWS refused this one; this call changed {changed}")
+                   + f" got the group first ({exc.problems[0]['message']}); this call changed {changed}")
         reporter.event("failed", message, failed_at="trigger", error=str(exc))
         raise CycleInProgress(target.group, [{"code": "cycle_in_progress", "message": message,
                                               "fix": "wait for that cycle (rebuild.status)"}]) from None
@@ -273,7 +281,39 @@ def run_cycle(
     result = _watch_to_end(aws, target, options, plan, set(original), reporter, sleep, monotonic, started,
                            operation, lock_value)
     return _finish(aws, target, options, plan, base, result, original, before, cache, reporter, started, t0,
-                   trigger_t, lock_value)
+                   trigger_t, lock_value, monotonic)
+
+
+def _recheck(aws: AWS, target: Target, facts: pf.Facts, options: RebuildOptions, removed: str | None) -> None:
+    """Just before the trigger: has another cycle run (or started) since preflight looked?
+
+    AWS refuses a second update while one runs, but a fast update of another cycle could start *and end*
+    between this cycle's preflight and its trigger; then both would run one after the other and the second
+    would take the first's lock tag while the first still releases it. So the trigger only goes out when the
+    stack's timestamp parameter, the group's instance refreshes and its lock tag are what preflight saw.
+    """
+    changed = None
+    now_lock = lk.current(aws, target.group)
+    if now_lock is not None and now_lock.raw != removed:
+        changed = f"cycle {now_lock.cycle_id} (owner {now_lock.owner}) took the group meanwhile"
+    elif options.strategy == "cloudformation" and target.stack:
+        s = aws.call("cloudformation", "describe_stacks", f"stack {target.stack}", StackName=target.stack)["Stacks"][0]
+        params = {p["ParameterKey"]: p.get("ParameterValue") for p in s.get("Parameters", [])}
+        if s.get("StackStatus") != target.stack_status or params.get(options.timestamp_parameter) != \
+                target.parameters.get(options.timestamp_parameter):
+            changed = (f"stack {target.stack} changed since preflight ({target.stack_status} -> {s.get('StackStatus')}, "
+                       f"{options.timestamp_parameter} {target.parameters.get(options.timestamp_parameter)} -> "
+                       f"{params.get(options.timestamp_parameter)}): another cycle ran meanwhile")
+    elif options.strategy == "instance_refresh" and facts.refreshes is not None:
+        refreshes = aws.call("autoscaling", "describe_instance_refreshes", f"group {target.group}",
+                             AutoScalingGroupName=target.group, MaxRecords=5).get("InstanceRefreshes", [])
+        seen = {r.get("InstanceRefreshId") for r in facts.refreshes or []}
+        new = [r.get("InstanceRefreshId") for r in refreshes if r.get("InstanceRefreshId") not in seen]
+        if new:
+            changed = f"instance refresh {new[0]} started on {target.group} since preflight: another cycle ran"
+    if changed:
+        raise CycleInProgress(target.group, [{"code": "cycle_in_progress", "message": changed,
+                                              "fix": "run the check again; it decides from the new state"}])
 
 
 def _watch_to_end(aws: AWS, target: Target, options: RebuildOptions, plan: sched.Plan, original: set[str],
@@ -313,8 +353,8 @@ def _watch_to_end(aws: AWS, target: Target, options: RebuildOptions, plan: sched
 
 def _finish(aws: AWS, target: Target, options: RebuildOptions, plan: sched.Plan, base: dict[str, Any],
             watched: dict[str, Any], original: set[str], before: dict[str, Any], cache: dict[str, datetime],
-            reporter: Reporter, started: datetime, t0: float, trigger_t: float, lock_value: str | None
-            ) -> dict[str, Any]:
+            reporter: Reporter, started: datetime, t0: float, trigger_t: float, lock_value: str | None,
+            monotonic: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     result: WatchResult = watched["result"]
     tracker: Tracker = watched["tracker"]
     snap = result.snapshot
@@ -450,7 +490,7 @@ def _adopt(aws: AWS, target: Target, options: RebuildOptions, plan: sched.Plan, 
     watched = _watch_to_end(aws, target, options, plan, original, reporter, sleep, monotonic, op_started,
                             old.operation, lock_value)
     summary = _finish(aws, target, options, plan, base, watched, original, before, cache, reporter, op_started, t0,
-                      trigger_t, lock_value)
+                      trigger_t, lock_value, monotonic)
     summary["comment"] = f"Adopted interrupted cycle {old.cycle_id} ({why}). " + summary["comment"]
     return summary
 

@@ -20,11 +20,11 @@ class BadRequest(RebuildError):
 class PreflightFailed(RebuildError):
     """Preflight found problems; nothing was changed. ``problems`` is a list of dicts."""
 
-    def __init__(self, group: str, problems: list[dict[str, Any]]) -> None:
+    def __init__(self, group: str, problems: list[dict[str, Any]], changed: str = "nothing was changed") -> None:
         self.group = group
         self.problems = problems
         lines = "; ".join(p["message"] for p in problems)
-        super().__init__(f"rebuild of {group} refused, nothing was changed: {lines}")
+        super().__init__(f"rebuild of {group} refused, {changed}: {lines}")
 
 
 class CycleInProgress(PreflightFailed):

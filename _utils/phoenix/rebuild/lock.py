@@ -196,7 +196,7 @@ def unlock(aws: AWS, group: str, assessment: Assessment, cycle_id: str | None = 
                            "against a running update. Wait for it, adopt it with rebuild.cycle takeover=True, or "
                            "pass force=True."}
     if test:
-        return {"result": None, "removed": False, "lock": info,
+        return {"result": True, "removed": False, "would_remove": True, "lock": info,
                 "comment": f"Would remove the lock of cycle {found.cycle_id} (owner {found.owner}) from group "
                            f"{group}: {assessment.message or 'its update is not running'}."}
     outcome = release(aws, group, found.raw)

@@ -97,8 +97,6 @@ class RebuildOptions:
             )
         if self.deadline is not None and self.deadline <= 0:
             raise BadRequest(f"deadline: must be positive, got {self.deadline}")
-        if self.max_age <= 0:
-            raise BadRequest(f"max_age: must be positive, got {self.max_age}")
         if self.check_interval <= 0:
             raise BadRequest(f"check_interval: must be positive, got {self.check_interval}")
         if self.max_abandons < 0 or self.max_abandons_first_batch < 0:
