@@ -32,6 +32,7 @@ def test_file_roots_and_sync_all(repo, tmp_path):
     assert code == 0, err
     assert "modules.nginx_whitelist" in synced["modules"] and "states.nginx_whitelist" in synced["states"]
     assert "modules.rebuild" in synced["modules"] and "states.rebuild" in synced["states"]
+    assert "modules.phoenix_patches" in synced["modules"]
     assert any(u.startswith("utils.phoenix") for u in synced["utils"]), synced["utils"]
     code, out, err = salt_call(conf, "nginx_whitelist.render", "/etc/nginx/conf.d/x.conf", "demo_app:app",
                                f"cwd={repo / 'tests' / 'apps'}", env=_bare_env())
@@ -64,6 +65,8 @@ def test_pip_install_entry_point(installed, repo, tmp_path):
     assert out == ["nginx_whitelist.managed", "rebuild.fresh"], (out, err)
     code, out, err = salt_call(conf, "sys.list_functions", "rebuild", python=python, env=_bare_env())
     assert {"rebuild.cycle", "rebuild.status", "rebuild.preflight"} <= set(out), (out, err)
+    code, out, err = salt_call(conf, "sys.list_functions", "phoenix_patches", python=python, env=_bare_env())
+    assert out == ["phoenix_patches.pending", "phoenix_patches.simulate_upgrade"], (out, err)
 
 
 def test_pip_install_command(installed, repo, tmp_path):
