@@ -15,7 +15,12 @@ log = logging.getLogger(__name__)
 
 @runtime_checkable
 class InstanceAgent(Protocol):
-    """Started when an instance is launched, stopped when it is terminated."""
+    """Started when an instance is launched, stopped when it is terminated.
+
+    An agent may also define ``attach(cloud)``: :class:`~localcloud.cloud.LocalCloud` calls it once it
+    serves (before any launch), so the agent can reach the cloud's endpoint, the instance's private IP
+    (``cloud.private_ip(id)``) and its metadata service (``cloud.imds_url(id)``).
+    """
 
     def start(self, instance_id: str) -> None:
         """Start the agent for ``instance_id`` (called once, off the request path)."""

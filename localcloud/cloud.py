@@ -14,10 +14,12 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from localcloud import motoaccess
+from localcloud.addresses import AddressPool
 from localcloud.agents import AgentRunner, InstanceAgent
 from localcloud.clock import Clock
 from localcloud.control import Control
 from localcloud.frontend import Frontend, Interceptor
+from localcloud.identity import IdentitySigner
 from localcloud.lifecycle import Fleet
 from localcloud.records import ApiCounter, Timeline
 
@@ -63,7 +65,10 @@ class LocalCloud:
         self.calls = ApiCounter()
         self._timeline = Timeline()
         self.agents = AgentRunner(agent)
-        self.fleet = Fleet(self.clock, region, boot_seconds, self.agents, self._timeline)
+        self.addresses = AddressPool()  # a random 127.X.0.0/16, held until stop()
+        self.identity = IdentitySigner(region)  # a fresh test key: signs instance identity documents
+        self.fleet = Fleet(self.clock, region, boot_seconds, self.agents, self._timeline,
+                           addresses=self.addresses, identity=self.identity)
         self.control = Control(self)
         self.interceptors: dict[str, Interceptor] = {}
         self.tick_hooks: list[Callable[[], None]] = []
@@ -99,7 +104,10 @@ class LocalCloud:
         self.port = self._server.server_port
         self._spawn_daemon("localcloud-http", lambda: self._server.serve_forever(poll_interval=0.05))
         self._spawn_daemon("localcloud-tick", self._tick_loop)
-        log.info("localcloud serving %s", self.endpoint)
+        attach = getattr(self.agents.agent, "attach", None)
+        if callable(attach):  # agents that need the endpoint (IMDS) learn it before the first launch
+            attach(self)
+        log.info("localcloud serving %s (instances in %s)", self.endpoint, self.addresses.network)
         return self
 
     def stop(self) -> None:
@@ -117,6 +125,7 @@ class LocalCloud:
         if self in _ACTIVE:
             _ACTIVE.remove(self)
         self._server = None
+        self.addresses.close()
 
     def __enter__(self) -> "LocalCloud":
         return self.start()
@@ -128,6 +137,23 @@ class LocalCloud:
     def endpoint(self) -> str:
         """The one ``endpoint_url`` for every service."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def identity_certificate_pem(self) -> str:
+        """The certificate (PEM) that verifies every instance identity document this cloud signs
+        (in production: AWS's per-region RSA certificate)."""
+        return self.identity.certificate_pem
+
+    def imds_url(self, instance_id: str) -> str:
+        """The base of ``instance_id``'s own metadata service (``<this>/latest/dynamic/...``), the
+        stand-in for ``http://169.254.169.254`` as seen from that instance."""
+        return f"{self.endpoint}/_localcloud/imds/{instance_id}"
+
+    def private_ip(self, instance_id: str) -> str | None:
+        """The instance's private IP (its own loopback address), None for an unknown instance."""
+        with self.lock:
+            rec = self.fleet.records.get(instance_id)
+            return rec.private_ip if rec is not None else None
 
     # ------------------------------------------------------------------ control API
     @property
@@ -176,6 +202,7 @@ class LocalCloud:
                 if rec.alive:
                     self.agents.stopped(rec.instance_id)
             self.fleet.records.clear()
+            self.identity.forget()
             self._timeline.clear()
             self.calls.snapshot(reset=True)
             self.refresh.clear()

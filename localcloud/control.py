@@ -9,6 +9,13 @@ GET  /_localcloud/instances[?group=g]         -> {"instances": [...]}
 GET  /_localcloud/config                      -> {"boot_seconds": s, "region": r}
 POST /_localcloud/config {"boot_seconds"}     -> {"boot_seconds": s, "region": r}
 POST /_localcloud/reset                       -> {"ok": true}
+GET  /_localcloud/identity/certificate        -> PEM text: verifies every instance identity document
+
+Per instance, the stand-in for its metadata service at ``http://169.254.169.254`` (plain text, as IMDS
+answers; 404 for an unknown or terminated instance):
+GET  /_localcloud/imds/<id>/latest/dynamic/instance-identity/document    the exact signed bytes
+GET  /_localcloud/imds/<id>/latest/dynamic/instance-identity/signature   base64 RSA/SHA-256 signature
+GET  /_localcloud/imds/<id>/latest/meta-data/instance-id | local-ipv4 | placement/availability-zone
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ if TYPE_CHECKING:
     from localcloud.cloud import LocalCloud
 
 ControlResponse = tuple[str, list[tuple[str, str]], bytes]
+IMDS_PREFIX = "/_localcloud/imds/"
 
 
 class Control:
@@ -34,6 +42,10 @@ class Control:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "").rstrip("/")
         query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        if method == "GET" and path == "/_localcloud/identity/certificate":
+            return _text("200 OK", self.cloud.identity_certificate_pem.encode(), "application/x-pem-file")
+        if path.startswith(IMDS_PREFIX):
+            return self._imds(method, path[len(IMDS_PREFIX):])
         try:
             body = self._json_body(environ)
             return _json("200 OK", self._route(method, path, query, body))
@@ -68,6 +80,29 @@ class Control:
             return {"ok": True}
         raise KeyError(f"{method} {path}")
 
+    def _imds(self, method: str, rest: str) -> ControlResponse:
+        """One instance's metadata service (only for an instance that is still alive)."""
+        instance_id, _, item = rest.partition("/")
+        with self.cloud.lock:
+            rec = self.cloud.fleet.records.get(instance_id)
+            alive = rec is not None and rec.alive
+            private_ip = rec.private_ip if rec is not None else None
+        issued = self.cloud.identity.get(instance_id)
+        if method != "GET" or not alive or issued is None:
+            return _text("404 Not Found", b"Not Found")
+        answers = {
+            "latest/dynamic/instance-identity/document": issued.document,
+            "latest/dynamic/instance-identity/signature": issued.signature.encode(),
+            "latest/meta-data/instance-id": instance_id.encode(),
+            "latest/meta-data/local-ipv4": (private_ip or "").encode(),
+            "latest/meta-data/placement/availability-zone":
+                json.loads(issued.document)["availabilityZone"].encode(),
+        }
+        body = answers.get(item)
+        if body is None:
+            return _text("404 Not Found", b"Not Found")
+        return _text("200 OK", body)
+
     @staticmethod
     def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -82,3 +117,7 @@ class Control:
 def _json(status: str, data: Any) -> ControlResponse:
     body = json.dumps(data, default=str).encode()
     return status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body
+
+
+def _text(status: str, body: bytes, content_type: str = "text/plain") -> ControlResponse:
+    return status, [("Content-Type", content_type), ("Content-Length", str(len(body)))], body

@@ -13,9 +13,11 @@ import uuid
 from typing import Any
 
 from localcloud import motoaccess, notifications
+from localcloud.addresses import AddressPool
 from localcloud.agents import AgentRunner
 from localcloud.awsquery import validation_error
 from localcloud.clock import Clock
+from localcloud.identity import IdentitySigner
 from localcloud.records import ACTIVE_STATES, TERMINATING_STATES, InstanceRecord, Timeline
 
 log = logging.getLogger(__name__)
@@ -27,12 +29,15 @@ class Fleet:
     """Lifecycle state of every instance in every Auto Scaling group of one region."""
 
     def __init__(self, clock: Clock, region: str, boot_seconds: float, agents: AgentRunner,
-                 timeline: Timeline) -> None:
+                 timeline: Timeline, addresses: AddressPool | None = None,
+                 identity: IdentitySigner | None = None) -> None:
         self.clock = clock
         self.region = region
         self.boot_seconds = boot_seconds
         self.agents = agents
         self.timeline = timeline
+        self.addresses = addresses
+        self.identity = identity
         self.records: dict[str, InstanceRecord] = {}
         self.seq = 0
 
@@ -135,9 +140,24 @@ class Fleet:
         motoaccess.track_instance_state(state, lt_spec, getattr(group, "launch_configuration_name", None))
         state.instance.launch_time = self.clock.datetime()
         state.lifecycle_state = "Pending"
+        self._give_address(rec, state.instance)
         self._attach_profile(group, state.instance.id)
         self.agents.started(rec.instance_id)
         self.note(group.name, f"{rec.instance_id} launched")
+
+    def _give_address(self, rec: InstanceRecord, instance: Any) -> None:
+        """The instance's own loopback address as its private IP (in moto's objects too, so
+        DescribeInstances reports it), and its signed identity document naming that address."""
+        if self.addresses is None:
+            return
+        rec.private_ip = self.addresses.allocate()
+        motoaccess.set_private_ip(instance, rec.private_ip)
+        if self.identity is not None:
+            self.identity.issue(
+                instance_id=rec.instance_id, account_id=motoaccess.ACCOUNT_ID,
+                availability_zone=instance.placement.zone or f"{self.region}a",
+                image_id=instance.image_id, instance_type=instance.instance_type,
+                pending_time=self.clock.iso(rec.launched_at)[:-5] + "Z", private_ip=rec.private_ip)
 
     def _attach_profile(self, group: Any, instance_id: str) -> None:
         """Associate the launch template's instance profile, as EC2 would at launch."""

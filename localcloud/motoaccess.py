@@ -68,6 +68,19 @@ def track_instance_state(state: InstanceState, launch_template: dict[str, Any] |
         state._lc_launch_configuration = launch_configuration  # type: ignore[attr-defined]
 
 
+def set_private_ip(instance: Any, address: str) -> None:
+    """Give a moto EC2 instance ``address`` as its primary private IP (``PrivateIpAddress`` in
+    DescribeInstances, on the instance and on its primary network interface)."""
+    from moto.ec2.utils import generate_dns_from_ip
+
+    nic = instance.nics[0]
+    nic.private_ip_address = address
+    primary: dict[str, Any] = {"Primary": True, "PrivateIpAddress": address}
+    if getattr(nic, "private_dns_name", None):
+        nic.private_dns_name = primary["PrivateDnsName"] = generate_dns_from_ip(address)
+    nic.private_ip_addresses = [primary]
+
+
 def autoscaling(region: str) -> Any:
     """moto's Auto Scaling backend for ``region``."""
     return autoscaling_backends[ACCOUNT_ID][region]

@@ -21,6 +21,7 @@ class InstanceRecord:
     seq: int
     launched_at: float
     launch_version: str
+    private_ip: str | None = None  # its own loopback address, reported as PrivateIpAddress
     state: str = "Pending"
     boot_due: float | None = None
     transition: str | None = None  # "launching" / "terminating" while a lifecycle action is open
@@ -44,6 +45,7 @@ class InstanceRecord:
             "state": self.state,
             "launched_at": self.launched_at,
             "launch_version": self.launch_version,
+            "private_ip": self.private_ip,
             "in_service_at": self.in_service_at,
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
