@@ -8,7 +8,7 @@ keyword arguments)::
         bucket: web-releases              # S3 object holding the SHA to deploy
         key: web/deployed-commit
         repository: https://git.example.com/web.git   # no credentials in the URL
-        target: /srv/web/app              # the checkout
+        target: /srv/web/app              # the checkout (relative paths: under the minion's root_dir)
         record: /var/lib/phoenix/deployed_commit.json
         token_secret: deploy_token        # name under phoenix:secrets:ssm (compiled by the phoenix_secrets
                                           # ext_pillar only during the provisioning window); omit: no token
@@ -25,6 +25,7 @@ event; git receives it through its environment only.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -63,7 +64,12 @@ def _settings(overrides: dict[str, Any]) -> dict[str, Any]:
                                            {k: v for k, v in overrides.items() if not k.startswith("__")})
     except ValueError as exc:
         raise SaltInvocationError(str(exc)) from None
-    return {**DEFAULTS, **merged}
+    conf = {**DEFAULTS, **merged}
+    root = __opts__.get("root_dir") or "/"
+    for key in ("target", "record"):  # relative paths are under the minion's root_dir (/ in production)
+        if conf.get(key) and not os.path.isabs(str(conf[key])):
+            conf[key] = os.path.join(root, str(conf[key]))
+    return conf
 
 
 def _raise(exc: Exception) -> None:

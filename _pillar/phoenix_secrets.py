@@ -13,7 +13,7 @@ the job publish, the job cache and the orchestration's events.
 
 Setup
 -----
-Master config (see ``salt/master.d/phoenix-secrets.conf`` in the repository for the complete, tested file):
+Master config (see ``conf/master.d/phoenix-secrets.conf`` in the repository for the complete, tested file):
 
 .. code-block:: yaml
 
@@ -90,12 +90,15 @@ def __virtual__():
 
 
 def _ledger() -> Any:
-    path = phoenix.saltglue.value(__opts__, None, "phoenix:lifecycle:ledger") or os.path.join(
-        __opts__["cachedir"], "phoenix", "lifecycle.sqlite")
+    """The lifecycle ledger at the path the engine uses (``phoenix:lifecycle:ledger`` in the master config)."""
     try:
         from phoenix.lifecycle.ledger import Ledger
-    except ImportError as exc:
-        log.error("phoenix_secrets: the lifecycle ledger is not importable (%s): no secrets compiled", exc)
+        from phoenix.lifecycle.options import options_from
+
+        path = options_from(phoenix.saltglue.settings(__opts__, None, "phoenix:lifecycle"),
+                            __opts__.get("cachedir")).ledger
+    except (ImportError, ValueError) as exc:
+        log.error("phoenix_secrets: the lifecycle ledger is not usable (%s): no secrets compiled", exc)
         return None
     if not os.path.exists(path):
         log.info("phoenix_secrets: no ledger at %s yet: no secrets compiled", path)

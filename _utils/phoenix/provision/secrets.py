@@ -112,7 +112,7 @@ def fetch(aws: Any, refs: Mapping[str, str], require_secure: bool = True) -> dic
     for start in range(0, len(params), 10):
         batch = params[start:start + 10]
         try:
-            out = aws.call("ssm", "get_parameters", ",".join(batch), Names=batch, WithDecryption=True)
+            out = aws.call("ssm", "get_parameters", ",".join(batch), _sensitive=True, Names=batch, WithDecryption=True)
         except PhoenixAWSError as exc:
             raise ProvisionError(STEP, f"cannot read SSM parameters {', '.join(batch)}: {exc.code}: "
                                        f"{exc.message}") from None
