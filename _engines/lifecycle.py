@@ -88,6 +88,7 @@ class _Keys:
         self.aws = _aws()
         self.salt_keys = salt.key.get_key(opts)
         self.last_pend: dict[str, dict[str, Any]] = {}
+        self.last_reason: dict[str, str] = {}
 
     def pending_pub(self, instance_id: str) -> str | None:
         entry = self.salt_keys.cache.fetch("keys", instance_id) or {}
@@ -100,6 +101,10 @@ class _Keys:
     def review(self, data: dict[str, Any]) -> None:
         iid = data.get("id")
         if data.get("act") == "pend" and phoenix.lifecycle.messages.valid_instance_id(iid):
+            if self.accepted(iid):
+                # a retry the minion sent before we accepted its key (the master answers it as accepted)
+                log.debug("lifecycle: pend event of %s after its key was accepted: nothing to do", iid)
+                return
             self.last_pend[iid] = data
         try:
             import phoenix.lifecycle.identity as identity
@@ -116,7 +121,8 @@ class _Keys:
         tag = phoenix.lifecycle.events.tag
         if not decision.accept:
             log.warning("lifecycle: key of %s stays pending: %s", decision.instance_id, decision.reason)
-            if phoenix.lifecycle.messages.valid_instance_id(iid):
+            if phoenix.lifecycle.messages.valid_instance_id(iid) and self.last_reason.get(iid) != decision.reason:
+                self.last_reason[iid] = decision.reason  # one journal line per reason, not per retry
                 self.ledger.note(iid, "key_refused", decision.reason, token=decision.token)
             self.emit(tag("key/refused", iid if isinstance(iid, str) and len(iid) < 64 else None),
                       {"instance_id": str(iid)[:64], "reason": decision.reason, "act": data.get("act")})

@@ -192,7 +192,7 @@ def wait_minion(instance_id: str, owner: str, timeout: float | None = None) -> d
         return failure
     limit = float(timeout if timeout is not None else _options().key_timeout)
     accepted_after = None
-    with salt.client.get_local_client(mopts=__opts__) as client:
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
         while time.monotonic() - started < limit:
             if ledger.in_flight(instance_id) is None:
                 return _fail(instance_id, "minion", "the lifecycle action ended while waiting", started=started)
@@ -228,7 +228,7 @@ def highstate(instance_id: str, owner: str, timeout: float | None = None) -> dic
     if failure:
         return failure
     limit = float(timeout if timeout is not None else _options().highstate_timeout)
-    with salt.client.get_local_client(mopts=__opts__) as client:
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
         ret = client.cmd(instance_id, "state.highstate", kwarg={"failhard": True, "queue": True}, timeout=limit)
     result = ret.get(instance_id)
     problem = phoenix.lifecycle.highstate.first_failure(result)

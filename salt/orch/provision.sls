@@ -45,7 +45,7 @@ phoenix-provision-highstate:
     - require:
       - salt: phoenix-provision-minion
 
-{#- steps added by later work (secrets, deployed commit, OS updates, profile swap) go here -#}
+# steps added by later work (secrets, deployed commit, OS updates, profile swap) go here
 
 phoenix-provision-health:
   salt.runner:

@@ -103,3 +103,53 @@ def test_pip_install_command(installed, repo, tmp_path):
     assert again.returncode == 0 and again.stdout == "" and "up to date" in again.stderr
     bad = subprocess.run(cmd[:2] + ["broken_app:app"] + cmd[3:], capture_output=True, text=True, env=_bare_env())
     assert bad.returncode == 1 and "boom" in bad.stderr
+
+
+# -- the master side (runners, engines) ----------------------------------------------------------------
+def _master_conf(tmp_path: Path, file_roots: list[str]) -> Path:
+    """A master config under ``tmp_path`` (no daemon: salt-run runs runners in its own process)."""
+    import getpass
+
+    import yaml
+
+    root = tmp_path / "master"
+    (root / "cache" / "proc").mkdir(parents=True)
+    conf = tmp_path / "master-conf"
+    conf.mkdir()
+    (conf / "master").write_text(yaml.safe_dump({
+        "root_dir": str(root), "file_roots": {"base": file_roots}, "pki_dir": "pki", "cachedir": "cache",
+        "sock_dir": "run", "log_file": "master.log", "user": getpass.getuser()}))
+    return conf
+
+
+def _salt_run(conf: Path, *args: str, python: str = sys.executable):
+    import json
+
+    proc = subprocess.run([python, "-c", "import salt.scripts; salt.scripts.salt_run()", "-c", str(conf), *args,
+                           "--out", "json"], capture_output=True, text=True, env=_bare_env(), cwd="/", timeout=300)
+    try:
+        out = json.loads(proc.stdout)
+    except ValueError:
+        out = proc.stdout
+    return proc.returncode, out, proc.stderr
+
+
+def test_master_file_roots_and_sync_all(repo, tmp_path):
+    conf = _master_conf(tmp_path, [str(repo)])
+    code, synced, err = _salt_run(conf, "saltutil.sync_all")
+    assert code == 0, err
+    assert "runners.lifecycle" in synced["runners"] and "engines.lifecycle" in synced["engines"], synced
+    code, out, err = _salt_run(conf, "lifecycle.status")
+    assert code == 0 and out == [], (out, err)
+
+
+def test_pip_install_master_side(installed, tmp_path):
+    python = str(installed / "bin" / "python")
+    (tmp_path / "empty").mkdir()
+    conf = _master_conf(tmp_path, [str(tmp_path / "empty")])
+    code, out, err = _salt_run(conf, "lifecycle.status", python=python)
+    assert code == 0 and out == [], (out, err)
+    probe = ("import salt.config, salt.loader; opts = salt.config.master_config(%r); "
+             "print('lifecycle.start' in salt.loader.engines(opts, {}, {}, {}, {}))" % str(conf / "master"))
+    proc = subprocess.run([python, "-c", probe], capture_output=True, text=True, env=_bare_env(), cwd="/")
+    assert proc.stdout.strip().splitlines()[-1] == "True", proc.stdout + proc.stderr

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[str, dict[str, Any]], Any]
 GLOBAL_TIMEOUT_CAP = 172800  # AWS: at most 48 hours, or 100 x HeartbeatTimeout, whichever is smaller
+RETRY_COMPLETION = 30.0  # seconds a claimed CONTINUE/ABANDON may take before the engine sends it again
+RETRIGGER = 30.0  # seconds an in-flight action may stay unclaimed before its trigger is fired again
+RESUME_DELAY = 5.0  # after a (re)start: seconds before open actions are triggered (the reactor starts too)
 
 
 def no_active_action(exc: Exception) -> bool:
@@ -126,6 +129,7 @@ class Consumer:
         self.emit(events.tag("recorded", action.instance_id), {"instance_id": action.instance_id,
                                                               "transition": action.transition,
                                                               "group": action.group})
+        self.ledger.triggered(action.token, self.clock())
         trigger(self.emit, action)
         return "recorded"
 
@@ -137,7 +141,9 @@ class Consumer:
             if not found:
                 raise LookupError(f"group {group} has no lifecycle hook {hook}")
             heartbeat = int(found[0].get("HeartbeatTimeout") or 3600)
-            cap = int(found[0].get("GlobalTimeout") or min(100 * heartbeat, GLOBAL_TIMEOUT_CAP))
+            # AWS: 100 x HeartbeatTimeout or 48 h, whichever is smaller (GlobalTimeout reports it; moto
+            # reports 48 h for every hook, so the smaller of both is taken)
+            cap = min(int(found[0].get("GlobalTimeout") or GLOBAL_TIMEOUT_CAP), 100 * heartbeat, GLOBAL_TIMEOUT_CAP)
             self._hooks[key] = (heartbeat, cap)
         return self._hooks[key]
 
@@ -148,19 +154,30 @@ class Consumer:
         now = self.clock()
         for action in self.ledger.open_actions():
             if action.state == COMPLETING:
-                if self._complete is not None and now - self._last_retry.get(action.token, 0) >= 10:
+                # a completion still stuck after RETRY_COMPLETION seconds did not get through: send it again
+                began = action.completed_at or action.received_at
+                if (self._complete is not None and now - began >= RETRY_COMPLETION
+                        and now - self._last_retry.get(action.token, 0) >= RETRY_COMPLETION):
                     self._last_retry[action.token] = now
                     self._complete(action)  # a completion that did not get through: try again
                     done.append((action.instance_id, "completion retried"))
                 continue
             if now >= action.global_deadline:
-                self.ledger.finish(action.token, EXPIRED, "the global timeout passed: AWS applies the hook's "
-                                                          "DefaultResult")
+                if not self.ledger.finish(action.token, EXPIRED, "the global timeout passed: AWS applies the "
+                                          "hook's DefaultResult", from_states=(IN_FLIGHT,)):
+                    continue
                 log.warning("lifecycle: %s action for %s passed its global timeout; heartbeats stop",
                             action.kind, action.instance_id)
                 self.emit(events.tag("expired", action.instance_id), {"instance_id": action.instance_id})
                 done.append((action.instance_id, EXPIRED))
                 continue
+            if action.claimed_by is None and now - (action.triggered_at or action.received_at) >= RETRIGGER:
+                # nobody took it up: the event was lost (reactor busy or not running yet); fire it again
+                self.ledger.triggered(action.token, now)
+                log.info("lifecycle: %s action for %s is not being worked on: triggering it again",
+                         action.kind, action.instance_id)
+                trigger(self.emit, action, retriggered=True)
+                done.append((action.instance_id, "retriggered"))
             if now < action.heartbeat_due():
                 continue
             try:
@@ -169,7 +186,8 @@ class Consumer:
                               LifecycleActionToken=action.token)
             except PhoenixAWSError as exc:
                 if no_active_action(exc):
-                    self.ledger.finish(action.token, GONE, exc.message)
+                    if not self.ledger.finish(action.token, GONE, exc.message, from_states=(IN_FLIGHT,)):
+                        continue  # completed meanwhile: the completion's state stands
                     log.info("lifecycle: %s has no active lifecycle action any more (final): %s",
                              action.instance_id, exc.message)
                     self.emit(events.tag("gone", action.instance_id), {"instance_id": action.instance_id,
@@ -187,17 +205,19 @@ class Consumer:
 
     # -- restart ---------------------------------------------------------------------------------
     def resume(self) -> list[str]:
-        """After a (re)start: release stale claims, trigger every in-flight action again."""
+        """After a (re)start: release stale claims; every in-flight action is triggered again by the
+        heartbeat loop ``RESUME_DELAY`` seconds later (the reactor may not listen yet right now)."""
         released = self.ledger.release_claims()
         resumed: list[str] = []
+        due = self.clock() - RETRIGGER + RESUME_DELAY
         for action in self.ledger.open_actions():
             if action.state != IN_FLIGHT:
                 continue
             resumed.append(action.instance_id)
+            self.ledger.triggered(action.token, due)
             log.info("lifecycle: resuming %s action for %s", action.kind, action.instance_id)
             self.emit(events.tag("resumed", action.instance_id), {"instance_id": action.instance_id,
                                                                  "transition": action.transition})
-            trigger(self.emit, action, resumed=True)
         if released:
             log.info("lifecycle: released %s orchestration claim(s) from before the restart", released)
         return resumed

@@ -25,8 +25,8 @@ def first_failure(ret: Any) -> str | None:
         return None
     failed.sort(key=lambda item: item[0])
     _, key, value = failed[0]
-    parts = key.split("_|-")
-    label = f"{parts[0]} {parts[1]}" if len(parts) >= 2 else key
+    parts = key.split("_|-")  # module _|- id _|- name _|- function
+    label = f"{parts[1]} ({parts[0]}.{parts[3]})" if len(parts) == 4 else key
     comment = str(value.get("comment", "")).strip().splitlines()
     return f"state {label} failed: {(comment[0] if comment else 'no comment')[:300]}"
 

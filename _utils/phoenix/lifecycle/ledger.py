@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS actions (
     reason            TEXT,
     claimed_by        TEXT,
     claimed_at        REAL,
+    triggered_at      REAL,
     metadata          TEXT
 );
 CREATE INDEX IF NOT EXISTS actions_instance ON actions (instance_id, transition, state);
@@ -115,6 +116,7 @@ class Action:
     completed_at: float | None = None
     claimed_by: str | None = None
     claimed_at: float | None = None
+    triggered_at: float | None = None
     metadata: str | None = None
 
     @property
@@ -136,7 +138,7 @@ class Action:
 
 _COLUMNS = ("token", "instance_id", "grp", "hook", "transition", "state", "received_at", "heartbeat_timeout",
             "global_deadline", "reason", "notified_at", "last_heartbeat", "heartbeats", "result", "completed_at",
-            "claimed_by", "claimed_at", "metadata")
+            "claimed_by", "claimed_at", "triggered_at", "metadata")
 
 
 def _action(row: sqlite3.Row | tuple[Any, ...]) -> Action:
@@ -261,6 +263,11 @@ class Ledger:
                              "AND (claimed_by IS NULL OR claimed_by = ?)", (owner, time.time(), token, IN_FLIGHT, owner))
             return cur.rowcount == 1
 
+    def triggered(self, token: str, at: float) -> None:
+        """The trigger event for ``token`` was fired at ``at`` (the engine re-fires unclaimed ones)."""
+        with self._tx() as db:
+            db.execute("UPDATE actions SET triggered_at = ? WHERE token = ?", (at, token))
+
     def release_claims(self) -> int:
         """Forget every claim (the engine's start: nothing from before the restart is still running)."""
         with self._tx() as db:
@@ -275,17 +282,27 @@ class Ledger:
     def begin_completion(self, token: str, result: str, reason: str | None = None) -> bool:
         """Claim the right to send ``result`` (CONTINUE/ABANDON); exactly one caller ever gets ``True``."""
         with self._tx() as db:
-            cur = db.execute("UPDATE actions SET state = ?, result = ?, reason = COALESCE(?, reason) "
-                             "WHERE token = ? AND state = ?", (COMPLETING, result, reason, token, IN_FLIGHT))
+            # completed_at holds when the completion began until the final state replaces it
+            cur = db.execute("UPDATE actions SET state = ?, result = ?, reason = COALESCE(?, reason), "
+                             "completed_at = ? WHERE token = ? AND state = ?",
+                             (COMPLETING, result, reason, time.time(), token, IN_FLIGHT))
             return cur.rowcount == 1
 
-    def finish(self, token: str, state: str, reason: str | None = None) -> None:
-        """Move an action to a final state (continued, abandoned, expired, gone)."""
+    def finish(self, token: str, state: str, reason: str | None = None,
+               from_states: tuple[str, ...] = OPEN_STATES) -> bool:
+        """Move an open action to a final state (continued, abandoned, expired, gone).
+
+        Only from ``from_states``: a final state is never overwritten (a heartbeat that raced a completion
+        must not turn ``abandoned`` into ``gone``). ``False`` when the action was not in one of them.
+        """
         if state not in FINAL_STATES:
             raise ValueError(f"not a final ledger state: {state!r} (one of {', '.join(FINAL_STATES)})")
+        marks = ", ".join("?" for _ in from_states)
         with self._tx() as db:
-            db.execute("UPDATE actions SET state = ?, completed_at = ?, reason = COALESCE(?, reason), "
-                       "claimed_by = NULL WHERE token = ?", (state, time.time(), reason, token))
+            cur = db.execute("UPDATE actions SET state = ?, completed_at = ?, reason = COALESCE(?, reason), "
+                             f"claimed_by = NULL WHERE token = ? AND state IN ({marks})",
+                             (state, time.time(), reason, token, *from_states))
+            return cur.rowcount == 1
 
     # -- keys and identity documents -------------------------------------------------------------
     def key_accepted_before(self, instance_id: str) -> bool:

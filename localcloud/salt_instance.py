@@ -1,0 +1,334 @@
+"""An instance agent that makes each localcloud instance a real Salt minion on its own loopback address.
+
+Plug it into ``LocalCloud(agent=SaltInstanceAgent(...))``. When the group launches an instance, the
+agent does what the instance's boot and user data would do in AWS:
+
+1. read the instance's identity document and signature from *its* metadata service
+   (``cloud.imds_url(id)``, the stand-in for ``http://169.254.169.254``) and its private IP;
+2. write a minion config under ``<base_dir>/<instance id>/``: ``id`` = the instance id, the master at
+   ``127.0.0.1`` with the test master's ports, ``source_address`` = the instance's private IP,
+   ``autosign_grains: [phoenix_identity_document, phoenix_identity_signature]`` with those grains, and
+   the grain ``phoenix_private_ip``; no key is pre-accepted (the minion's key waits in ``pending`` until
+   the master accepts it);
+3. start ``salt-minion`` (a real process), then run the instance's boot scripts, if any
+   (``<root_dir>/etc/localcloud/boot.d/*``, in name order: what the highstate enabled, see below).
+
+``stop(id)`` ends the minion and **every process the instance started** (NGINX, the app, a job's
+children, daemons that detached with ``setsid``): each of them carries the instance's marker in its
+environment (``LOCALCLOUD_INSTANCE=<run token>/<instance id>``), which the agent finds in ``/proc``.
+``reboot(id)`` ends them the same way and boots the instance again with the same config, keys and
+files (what a reboot keeps), running the boot scripts so enabled services come back.
+
+Boot scripts are this agent's stand-in for ``systemctl enable``: an SLS that starts a service on a
+localcloud instance (pillar ``phoenix:webapp:service_manager: script``) writes an executable script into
+the boot directory, taking ``start``/``stop``/``status``/``reload``; the agent runs ``<script> start``
+at every boot after the first. The instance's environment exposes the directory as
+``LOCALCLOUD_BOOT_DIR``.
+
+For tests and demos only; everything binds 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from localcloud.cloud import LocalCloud
+
+log = logging.getLogger(__name__)
+
+MARKER = "LOCALCLOUD_INSTANCE"
+IDENTITY_GRAINS = ["phoenix_identity_document", "phoenix_identity_signature"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def checkout_loader_dirs(repo: Path = REPO) -> dict[str, Any]:
+    """Minion options that load Phoenix's loader modules from this source checkout (what ``pip
+    install`` of Phoenix gives a production instance through its entry point)."""
+    return {"module_dirs": [str(repo / "_modules")], "states_dirs": [str(repo / "_states")],
+            "utils_dirs": [str(repo / "_utils")]}
+
+
+@dataclass
+class Instance:
+    """One instance's files and processes."""
+
+    instance_id: str
+    root: Path
+    private_ip: str
+    sock_dir: Path
+    minion: subprocess.Popen[bytes] | None = None
+    boots: int = 0
+    boot_log: list[str] = field(default_factory=list)
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def root_dir(self) -> Path:
+        """The minion's ``root_dir``: every default Salt path of the instance is below it."""
+        return self.root / "root"
+
+    @property
+    def boot_dir(self) -> Path:
+        return self.root_dir / "etc" / "localcloud" / "boot.d"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root_dir / "var" / "log" / "salt" / "minion"
+
+
+class SaltInstanceAgent:
+    """Runs a real ``salt-minion`` per localcloud instance (see the module docstring).
+
+    ``base_dir``: where each instance's files go (``<base_dir>/<instance id>/``), e.g. pytest's tmp dir.
+    ``master_port``/``publish_port``: the test master's ``ret_port``/``publish_port``.
+    ``minion_config``: extra minion options (merged last), e.g. ``{"log_level_logfile": "debug"}``.
+    ``loader_dirs``: load Phoenix's modules from this checkout (default True).
+    ``env``: extra environment variables for the minion (and so for everything it runs).
+    """
+
+    def __init__(self, base_dir: str | Path, master_port: int, publish_port: int, *,
+                 master: str = "127.0.0.1", minion_config: dict[str, Any] | None = None,
+                 loader_dirs: bool = True, env: dict[str, str] | None = None,
+                 python: str = sys.executable, stop_timeout: float = 10.0) -> None:
+        self.base_dir = Path(base_dir)
+        self.master = master
+        self.master_port = int(master_port)
+        self.publish_port = int(publish_port)
+        self.minion_config = dict(minion_config or {})
+        self.loader_dirs = loader_dirs
+        self.env = dict(env or {})
+        self.python = python
+        self.stop_timeout = stop_timeout
+        self.token = uuid.uuid4().hex[:12]  # tells this agent's processes from any other run's
+        self.cloud: LocalCloud | None = None
+        self.instances: dict[str, Instance] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the agent protocol
+    def attach(self, cloud: "LocalCloud") -> None:
+        """Called by LocalCloud once it serves: the cloud whose instances this agent runs."""
+        self.cloud = cloud
+
+    def start(self, instance_id: str) -> None:
+        """First boot of ``instance_id``: fetch its identity, write its minion config, start the minion."""
+        if self.cloud is None:
+            raise RuntimeError("SaltInstanceAgent.start before LocalCloud attached it: pass the agent to "
+                               "LocalCloud(agent=...) and start the cloud")
+        private_ip = self.cloud.private_ip(instance_id)
+        if not private_ip:
+            raise RuntimeError(f"localcloud has no private IP for {instance_id}")
+        imds = self.cloud.imds_url(instance_id)
+        document = _get(f"{imds}/latest/dynamic/instance-identity/document")
+        signature = _get(f"{imds}/latest/dynamic/instance-identity/signature")
+        # Unix socket paths must stay under 108 bytes: the minion's sockets go to a short temp dir
+        sock_dir = Path(tempfile.mkdtemp(prefix=f"lc-{instance_id[-8:]}-"))
+        inst = Instance(instance_id=instance_id, root=self.base_dir / instance_id, private_ip=private_ip,
+                        sock_dir=sock_dir)
+        inst.conf_dir.mkdir(parents=True, exist_ok=True)
+        inst.boot_dir.mkdir(parents=True, exist_ok=True)
+        (inst.conf_dir / "minion").write_text(yaml.safe_dump(self._config(inst, document, signature)))
+        with self._lock:
+            self.instances[instance_id] = inst
+        self._boot(inst)
+
+    def stop(self, instance_id: str) -> None:
+        """The instance is terminated: end its minion and everything it runs (files stay for inspection).
+        The instance counts as running (``running()``) until every process is gone."""
+        with self._lock:
+            inst = self.instances.get(instance_id)
+        if inst is None:
+            return
+        try:
+            self._halt(inst)
+        finally:
+            shutil.rmtree(inst.sock_dir, ignore_errors=True)
+            with self._lock:
+                self.instances.pop(instance_id, None)
+
+    # ------------------------------------------------------------------ extra operations
+    def reboot(self, instance_id: str) -> None:
+        """Restart the instance's processes: end them all, then boot again (same config, keys, files)."""
+        inst = self.get(instance_id)
+        self._halt(inst)
+        self._boot(inst)
+
+    def get(self, instance_id: str) -> Instance:
+        """The running instance ``instance_id`` (KeyError naming it when the agent does not run it)."""
+        with self._lock:
+            inst = self.instances.get(instance_id)
+        if inst is None:
+            raise KeyError(f"{instance_id} is not running under this agent")
+        return inst
+
+    def running(self) -> list[str]:
+        """Instance ids the agent runs now."""
+        with self._lock:
+            return list(self.instances)
+
+    def pids(self, instance_id: str | None = None) -> dict[str, list[int]]:
+        """Live processes carrying an instance's marker (all of this agent's instances, or one)."""
+        found: dict[str, list[int]] = {}
+        for pid, value in _marked_processes(MARKER):
+            token, _, iid = value.partition("/")
+            if token == self.token and (instance_id is None or iid == instance_id):
+                found.setdefault(iid, []).append(pid)
+        return found
+
+    def shutdown(self) -> None:
+        """Stop every instance (LocalCloud stops each one itself; this is for use without it)."""
+        for instance_id in self.running():
+            self.stop(instance_id)
+
+    # ------------------------------------------------------------------ internals
+    def _config(self, inst: Instance, document: str, signature: str) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "id": inst.instance_id,
+            "master": self.master,
+            "master_port": self.master_port,
+            "publish_port": self.publish_port,
+            "source_address": inst.private_ip,  # the instance talks from its own address
+            "root_dir": str(inst.root_dir),
+            "sock_dir": str(inst.sock_dir),
+            "user": getpass.getuser(),
+            "autosign_grains": list(IDENTITY_GRAINS),
+            "grains": {
+                "phoenix_identity_document": document,
+                "phoenix_identity_signature": signature,
+                "phoenix_private_ip": inst.private_ip,
+            },
+            # a new instance's key waits for the master's decision: retry often, not every 10 s
+            "acceptance_wait_time": 1,
+            "acceptance_wait_time_max": 2,
+            "random_reauth_delay": 0,
+            "log_level_logfile": "info",
+        }
+        if self.loader_dirs:
+            config.update(checkout_loader_dirs())
+        config.update(self.minion_config)
+        return config
+
+    def _environment(self, inst: Instance) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env[MARKER] = f"{self.token}/{inst.instance_id}"
+        env["LOCALCLOUD_BOOT_DIR"] = str(inst.boot_dir)
+        return env
+
+    def _boot(self, inst: Instance) -> None:
+        env = self._environment(inst)
+        argv = [self.python, "-c", "import salt.scripts; salt.scripts.salt_minion()",
+                "--config-dir", str(inst.conf_dir), "--log-level", "quiet"]
+        inst.minion = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+        inst.boots += 1
+        log.info("instance %s booted (%s, boot %d): salt-minion pid %d", inst.instance_id, inst.private_ip,
+                 inst.boots, inst.minion.pid)
+        for script in sorted(p for p in inst.boot_dir.iterdir() if p.is_file() and os.access(p, os.X_OK)):
+            proc = subprocess.run([str(script), "start"], env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=60, check=False)
+            inst.boot_log.append(f"boot {inst.boots}: {script.name} start -> {proc.returncode}")
+            if proc.returncode != 0:
+                log.warning("instance %s: boot script %s failed (%d): %s", inst.instance_id, script.name,
+                            proc.returncode, (proc.stderr or proc.stdout)[-500:])
+
+    def _halt(self, inst: Instance) -> None:
+        """SIGTERM the minion, then SIGTERM/SIGKILL everything still carrying the instance's marker, and
+        wait until each of those processes is gone (an exiting process no longer shows its environment,
+        so the agent waits on the pids it saw, not on the marker alone)."""
+        seen = set(self.pids(inst.instance_id).get(inst.instance_id, []))
+        if inst.minion is not None and inst.minion.poll() is None:
+            seen.add(inst.minion.pid)
+            inst.minion.terminate()
+            try:
+                inst.minion.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            seen.update(self.pids(inst.instance_id).get(inst.instance_id, []))
+            alive = [pid for pid in seen if _alive(pid)]
+            if not alive:
+                break
+            for pid in alive:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + self.stop_timeout
+            while time.monotonic() < deadline and any(_alive(pid) for pid in seen):
+                time.sleep(0.05)
+        if inst.minion is not None:
+            try:
+                inst.minion.wait(1)
+            except subprocess.TimeoutExpired:  # pragma: no cover - killed above
+                pass
+        left = [pid for pid in seen if _alive(pid)] + self.pids(inst.instance_id).get(inst.instance_id, [])
+        if left:
+            log.error("instance %s: processes survive SIGKILL: %s", inst.instance_id, sorted(set(left)))
+        else:
+            log.info("instance %s halted: %d processes ended, none left", inst.instance_id, len(seen))
+
+    def remove_files(self, instance_id: str) -> None:
+        """Delete a stopped instance's files (tests usually keep them to search for secrets)."""
+        with self._lock:
+            if instance_id in self.instances:
+                raise RuntimeError(f"{instance_id} is still running")
+        shutil.rmtree(self.base_dir / instance_id, ignore_errors=True)
+
+
+def _get(url: str, timeout: float = 10.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read().decode()
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def _marked_processes(marker: str) -> list[tuple[int, str]]:
+    """(pid, marker value) of every live process whose environment has ``marker`` (Linux ``/proc``).
+
+    Zombies are skipped: they run nothing and vanish once their parent reaps them.
+    """
+    prefix = f"{marker}=".encode()
+    found: list[tuple[int, str]] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                environ = fh.read()
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state == b"Z":
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix):
+                found.append((int(entry.name), item[len(prefix):].decode(errors="replace")))
+                break
+    return found

@@ -1,0 +1,4 @@
+{#- Highstate of the test instances (minion ids are instance ids). -#}
+base:
+  'i-*':
+    - lifecycle_test
