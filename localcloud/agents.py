@@ -19,7 +19,8 @@ class InstanceAgent(Protocol):
 
     An agent may also define ``attach(cloud)``: :class:`~localcloud.cloud.LocalCloud` calls it once it
     serves (before any launch), so the agent can reach the cloud's endpoint, the instance's private IP
-    (``cloud.private_ip(id)``) and its metadata service (``cloud.imds_url(id)``).
+    (``cloud.private_ip(id)``) and its metadata service (``cloud.imds_url(id)``); and ``reboot(instance_id)``,
+    called for EC2 ``RebootInstances`` (restart the instance's processes).
     """
 
     def start(self, instance_id: str) -> None:
@@ -96,6 +97,24 @@ class AgentRunner:
                 return
             self._running.discard(instance_id)
             self._submit("stop", instance_id)
+
+    def rebooted(self, instance_id: str) -> bool:
+        """Reboot ``instance_id``'s agent (``agent.reboot``) after its pending calls; False when the agent
+        has no ``reboot`` or the instance's agent is not running."""
+        if self.agent is None or not callable(getattr(self.agent, "reboot", None)):
+            return False
+        with self._lock:
+            if instance_id not in self._running:
+                return False
+            self._submit("reboot", instance_id)
+        return True
+
+    def wait(self, instance_id: str, timeout: float | None = None) -> None:
+        """Block until every call queued so far for ``instance_id`` has finished."""
+        with self._lock:
+            last = self._last.get(instance_id)
+        if last is not None:
+            last.result(timeout)
 
     def running(self) -> set[str]:
         """Instances whose agent was started and not yet stopped."""

@@ -83,9 +83,10 @@ class LocalCloud:
         self._install_features()
 
     def _install_features(self) -> None:
-        from localcloud import asg_api, cfn_api, refresh
+        from localcloud import asg_api, cfn_api, ec2_api, refresh
 
         self.interceptors.update(asg_api.interceptors(self))
+        self.interceptors.update(ec2_api.interceptors(self))
         self.interceptors.update(cfn_api.interceptors(self))
         self.refresh = refresh.Refresher(self)
         self.interceptors.update(self.refresh.interceptors())
@@ -148,6 +149,16 @@ class LocalCloud:
         """The base of ``instance_id``'s own metadata service (``<this>/latest/dynamic/...``), the
         stand-in for ``http://169.254.169.254`` as seen from that instance."""
         return f"{self.endpoint}/_localcloud/imds/{instance_id}"
+
+    def reboot(self, instance_id: str) -> bool:
+        """Reboot a live instance's agent (restart its processes), off the request path, in order with its
+        start and stop; False when the instance is not alive or the agent cannot reboot. EC2's
+        ``RebootInstances`` and ``POST /_localcloud/instances/<id>/reboot`` do the same."""
+        with self.lock:
+            rec = self.fleet.records.get(instance_id)
+            if rec is None or not rec.alive:
+                return False
+            return self.agents.rebooted(instance_id)
 
     def private_ip(self, instance_id: str) -> str | None:
         """The instance's private IP (its own loopback address), None for an unknown instance."""

@@ -6,6 +6,7 @@ POST /_localcloud/clock/advance  {"seconds"}  -> {"now": epoch, "iso": ...}
 GET  /_localcloud/timeline/<group>            -> {"group": g, "timeline": [...]}
 GET  /_localcloud/api-calls[?reset=1]         -> {"calls": {"service:Action": n}}
 GET  /_localcloud/instances[?group=g]         -> {"instances": [...]}
+POST /_localcloud/instances/<id>/reboot       -> {"rebooting": bool} (as EC2 RebootInstances)
 GET  /_localcloud/config                      -> {"boot_seconds": s, "region": r}
 POST /_localcloud/config {"boot_seconds"}     -> {"boot_seconds": s, "region": r}
 POST /_localcloud/reset                       -> {"ok": true}
@@ -71,6 +72,9 @@ class Control:
             return {"calls": cloud.api_calls(reset=query.get("reset") in ("1", "true"))}
         if method == "GET" and path == "/_localcloud/instances":
             return {"instances": cloud.instances(query.get("group"))}
+        if method == "POST" and path.startswith("/_localcloud/instances/") and path.endswith("/reboot"):
+            instance_id = path[len("/_localcloud/instances/"):-len("/reboot")]
+            return {"instance_id": instance_id, "rebooting": cloud.reboot(instance_id)}
         if path == "/_localcloud/config" and method in ("GET", "POST"):
             if method == "POST" and "boot_seconds" in body:
                 cloud.boot_seconds = float(body["boot_seconds"])

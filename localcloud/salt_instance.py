@@ -10,14 +10,17 @@ agent does what the instance's boot and user data would do in AWS:
    ``autosign_grains: [phoenix_identity_document, phoenix_identity_signature]`` with those grains, and
    the grain ``phoenix_private_ip``; no key is pre-accepted (the minion's key waits in ``pending`` until
    the master accepts it);
-3. start ``salt-minion`` (a real process), then run the instance's boot scripts, if any
-   (``<root_dir>/etc/localcloud/boot.d/*``, in name order: what the highstate enabled, see below).
+3. boot it: start the instance's init (:mod:`localcloud.instance_init`), which starts ``salt-minion`` (a
+   real process) and then the instance's boot scripts, if any (``<root_dir>/etc/localcloud/boot.d/*``,
+   in name order: what the highstate enabled, see below).
 
-``stop(id)`` ends the minion and **every process the instance started** (NGINX, the app, a job's
-children, daemons that detached with ``setsid``): each of them carries the instance's marker in its
-environment (``LOCALCLOUD_INSTANCE=<run token>/<instance id>``), which the agent finds in ``/proc``.
-``reboot(id)`` ends them the same way and boots the instance again with the same config, keys and
-files (what a reboot keeps), running the boot scripts so enabled services come back.
+Everything the instance runs descends from its init, which is a *child subreaper*: daemons that detach
+(``setsid``, double fork: NGINX, the app) are re-parented to it, not to the machine's PID 1. ``stop(id)``
+ends the init, which ends **every process of the instance** (SIGTERM, then SIGKILL) before it exits;
+``pids(id)`` lists them from ``/proc`` parent links (NGINX and Salt rewrite their process titles and
+environment, so neither can identify them). ``reboot(id)`` ends them the same way and boots the instance
+again with the same config, keys and files (what a reboot keeps): the boot scripts bring enabled services
+back.
 
 Boot scripts are this agent's stand-in for ``systemctl enable``: an SLS that starts a service on a
 localcloud instance (pillar ``phoenix:webapp:service_manager: script``) writes an executable script into
@@ -42,7 +45,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +59,7 @@ log = logging.getLogger(__name__)
 MARKER = "LOCALCLOUD_INSTANCE"
 IDENTITY_GRAINS = ["phoenix_identity_document", "phoenix_identity_signature"]
 REPO = Path(__file__).resolve().parent.parent
+INIT_SCRIPT = Path(__file__).resolve().parent / "instance_init.py"  # run by path: stdlib imports only
 
 
 def checkout_loader_dirs(repo: Path = REPO) -> dict[str, Any]:
@@ -73,9 +77,8 @@ class Instance:
     root: Path
     private_ip: str
     sock_dir: Path
-    minion: subprocess.Popen[bytes] | None = None
+    init: subprocess.Popen[bytes] | None = None
     boots: int = 0
-    boot_log: list[str] = field(default_factory=list)
 
     @property
     def conf_dir(self) -> Path:
@@ -92,7 +95,21 @@ class Instance:
 
     @property
     def log_file(self) -> Path:
+        """The minion's log file."""
         return self.root_dir / "var" / "log" / "salt" / "minion"
+
+    @property
+    def console(self) -> Path:
+        """What the instance's init printed (one ``boot: <script> start -> <code>`` line per script)."""
+        return self.root / "console.log"
+
+    @property
+    def boot_log(self) -> list[str]:
+        """The init's boot lines so far, oldest first."""
+        if not self.console.exists():
+            return []
+        return [line for line in self.console.read_text(errors="replace").splitlines()
+                if line.startswith("boot: ")]
 
 
 class SaltInstanceAgent:
@@ -103,12 +120,17 @@ class SaltInstanceAgent:
     ``minion_config``: extra minion options (merged last), e.g. ``{"log_level_logfile": "debug"}``.
     ``loader_dirs``: load Phoenix's modules from this checkout (default True).
     ``env``: extra environment variables for the minion (and so for everything it runs).
+    ``stop_timeout``: seconds a process of the instance gets between SIGTERM and SIGKILL when the instance
+    stops or reboots (salt-minion itself needs 5-10 s to exit on SIGTERM; a terminated instance need not
+    wait for it).
+    ``boot_timeout``: seconds the boot (init, then boot scripts) may take.
     """
 
     def __init__(self, base_dir: str | Path, master_port: int, publish_port: int, *,
                  master: str = "127.0.0.1", minion_config: dict[str, Any] | None = None,
                  loader_dirs: bool = True, env: dict[str, str] | None = None,
-                 python: str = sys.executable, stop_timeout: float = 10.0) -> None:
+                 python: str = sys.executable, stop_timeout: float = 3.0,
+                 boot_timeout: float = 120.0) -> None:
         self.base_dir = Path(base_dir)
         self.master = master
         self.master_port = int(master_port)
@@ -118,6 +140,7 @@ class SaltInstanceAgent:
         self.env = dict(env or {})
         self.python = python
         self.stop_timeout = stop_timeout
+        self.boot_timeout = boot_timeout
         self.token = uuid.uuid4().hex[:12]  # tells this agent's processes from any other run's
         self.cloud: LocalCloud | None = None
         self.instances: dict[str, Instance] = {}
@@ -185,12 +208,16 @@ class SaltInstanceAgent:
             return list(self.instances)
 
     def pids(self, instance_id: str | None = None) -> dict[str, list[int]]:
-        """Live processes carrying an instance's marker (all of this agent's instances, or one)."""
+        """Live processes of each running instance (or of one): its init and all its descendants."""
+        from localcloud.instance_init import descendants, parents
+
+        with self._lock:
+            chosen = [i for i in self.instances.values() if instance_id is None or i.instance_id == instance_id]
+        table = parents()
         found: dict[str, list[int]] = {}
-        for pid, value in _marked_processes(MARKER):
-            token, _, iid = value.partition("/")
-            if token == self.token and (instance_id is None or iid == instance_id):
-                found.setdefault(iid, []).append(pid)
+        for inst in chosen:
+            if inst.init is not None and inst.init.pid in table:
+                found[inst.instance_id] = [inst.init.pid, *descendants(inst.init.pid, table)]
         return found
 
     def shutdown(self) -> None:
@@ -229,62 +256,61 @@ class SaltInstanceAgent:
     def _environment(self, inst: Instance) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.env)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
         env[MARKER] = f"{self.token}/{inst.instance_id}"
         env["LOCALCLOUD_BOOT_DIR"] = str(inst.boot_dir)
+        env["LOCALCLOUD_STOP_GRACE"] = str(self.stop_timeout)
         return env
 
     def _boot(self, inst: Instance) -> None:
-        env = self._environment(inst)
-        argv = [self.python, "-c", "import salt.scripts; salt.scripts.salt_minion()",
-                "--config-dir", str(inst.conf_dir), "--log-level", "quiet"]
-        inst.minion = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+        """Start the instance's init (minion, then boot scripts) and wait until its boot scripts ran."""
+        minion = [self.python, "-c", "import salt.scripts; salt.scripts.salt_minion()",
+                  "--config-dir", str(inst.conf_dir), "--log-level", "quiet"]
+        before = len(inst.boot_log)
+        with open(inst.console, "ab") as console:
+            inst.init = subprocess.Popen(
+                [self.python, str(INIT_SCRIPT), str(inst.boot_dir), "--", *minion],
+                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                env=self._environment(inst), start_new_session=True)
         inst.boots += 1
-        log.info("instance %s booted (%s, boot %d): salt-minion pid %d", inst.instance_id, inst.private_ip,
-                 inst.boots, inst.minion.pid)
-        for script in sorted(p for p in inst.boot_dir.iterdir() if p.is_file() and os.access(p, os.X_OK)):
-            proc = subprocess.run([str(script), "start"], env=env, stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=60, check=False)
-            inst.boot_log.append(f"boot {inst.boots}: {script.name} start -> {proc.returncode}")
-            if proc.returncode != 0:
-                log.warning("instance %s: boot script %s failed (%d): %s", inst.instance_id, script.name,
-                            proc.returncode, (proc.stderr or proc.stdout)[-500:])
+        deadline = time.monotonic() + self.boot_timeout
+        while "boot: done" not in inst.boot_log[before:]:
+            if inst.init.poll() is not None:
+                raise RuntimeError(f"instance {inst.instance_id}'s init exited ({inst.init.returncode}) while "
+                                   f"booting: see {inst.console}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"instance {inst.instance_id} did not boot in {self.boot_timeout} s: "
+                                   f"see {inst.console}")
+            time.sleep(0.05)
+        failed = [line for line in inst.boot_log[before:] if "->" in line and not line.endswith("-> 0")]
+        if failed:
+            log.warning("instance %s: boot scripts failed: %s (see %s)", inst.instance_id, failed, inst.console)
+        log.info("instance %s booted (%s, boot %d): init pid %d", inst.instance_id, inst.private_ip,
+                 inst.boots, inst.init.pid)
 
     def _halt(self, inst: Instance) -> None:
-        """SIGTERM the minion, then SIGTERM/SIGKILL everything still carrying the instance's marker, and
-        wait until each of those processes is gone (an exiting process no longer shows its environment,
-        so the agent waits on the pids it saw, not on the marker alone)."""
-        seen = set(self.pids(inst.instance_id).get(inst.instance_id, []))
-        if inst.minion is not None and inst.minion.poll() is None:
-            seen.add(inst.minion.pid)
-            inst.minion.terminate()
-            try:
-                inst.minion.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            seen.update(self.pids(inst.instance_id).get(inst.instance_id, []))
-            alive = [pid for pid in seen if _alive(pid)]
-            if not alive:
-                break
-            for pid in alive:
+        """Stop the init, which ends every process of the instance; SIGKILL the tree if it does not."""
+        from localcloud.instance_init import descendants
+
+        init = inst.init
+        if init is None or init.poll() is not None:
+            return
+        init.terminate()
+        try:
+            init.wait(self.stop_timeout * 2 + 5)
+        except subprocess.TimeoutExpired:
+            for pid in descendants(init.pid):
                 try:
-                    os.kill(pid, sig)
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            deadline = time.monotonic() + self.stop_timeout
-            while time.monotonic() < deadline and any(_alive(pid) for pid in seen):
-                time.sleep(0.05)
-        if inst.minion is not None:
-            try:
-                inst.minion.wait(1)
-            except subprocess.TimeoutExpired:  # pragma: no cover - killed above
-                pass
-        left = [pid for pid in seen if _alive(pid)] + self.pids(inst.instance_id).get(inst.instance_id, [])
+            init.kill()
+            init.wait(5)
+        left = self.pids(inst.instance_id)
         if left:
-            log.error("instance %s: processes survive SIGKILL: %s", inst.instance_id, sorted(set(left)))
+            log.error("instance %s: processes survive its halt: %s", inst.instance_id, left)
         else:
-            log.info("instance %s halted: %d processes ended, none left", inst.instance_id, len(seen))
+            log.info("instance %s halted: no process left", inst.instance_id)
 
     def remove_files(self, instance_id: str) -> None:
         """Delete a stopped instance's files (tests usually keep them to search for secrets)."""
@@ -297,38 +323,3 @@ class SaltInstanceAgent:
 def _get(url: str, timeout: float = 10.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read().decode()
-
-
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except OSError:
-        return False
-
-
-def _marked_processes(marker: str) -> list[tuple[int, str]]:
-    """(pid, marker value) of every live process whose environment has ``marker`` (Linux ``/proc``).
-
-    Zombies are skipped: they run nothing and vanish once their parent reaps them.
-    """
-    prefix = f"{marker}=".encode()
-    found: list[tuple[int, str]] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                environ = fh.read()
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if state == b"Z":
-            continue
-        for item in environ.split(b"\0"):
-            if item.startswith(prefix):
-                found.append((int(entry.name), item[len(prefix):].decode(errors="replace")))
-                break
-    return found

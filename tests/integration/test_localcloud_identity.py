@@ -126,6 +126,11 @@ def test_metadata_of_unknown_or_terminated_instances_is_not_found(cloud, aws):
     assert get(doc_url)[0] == 200
     assert get(f"{cloud.imds_url(iid)}/latest/meta-data/no-such-item")[0] == 404
     assert get(f"{cloud.imds_url('i-00000000deadbeef0')}/latest/dynamic/instance-identity/document")[0] == 404
+    # without an agent that reboots, a reboot (EC2 or control API) succeeds and restarts nothing
+    aws["ec2"].reboot_instances(InstanceIds=[iid])
+    request = urllib.request.Request(f"{cloud.endpoint}/_localcloud/instances/{iid}/reboot", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert json.loads(resp.read()) == {"instance_id": iid, "rebooting": False}
     aws["autoscaling"].terminate_instance_in_auto_scaling_group(InstanceId=iid,
                                                                 ShouldDecrementDesiredCapacity=True)
     wait_until(lambda: get(doc_url)[0] == 404, message="the terminated instance's IMDS to disappear")
