@@ -45,7 +45,7 @@ def _reported(ids: list[str], timeout: float) -> dict[str, Any]:
 
     if not ids:
         return {}
-    with salt.client.get_local_client(mopts=__opts__) as client:
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
         ret = client.cmd(ids, "inventory.host_keys", tgt_type="list", timeout=timeout)
     return {mid: keys for mid, keys in (ret or {}).items() if mid in ids and isinstance(keys, list)}
 

@@ -29,6 +29,7 @@ from localcloud.testing import wait_until
 from phoenix.aws import AWS, settings_from
 from phoenix.lifecycle import signal
 from phoenix.lifecycle.ledger import LAUNCHING, Ledger
+from tests.integration.secret_scan import EventCollector, scan
 
 pytestmark = pytest.mark.daemons
 
@@ -126,33 +127,6 @@ def salt_master(salt_factories, cloud, git, tmp_path_factory):
                 salt_factories.environ.pop(k, None)
             else:
                 salt_factories.environ[k] = v
-
-
-class EventCollector:
-    """Keeps every event the listener receives from the given daemons (the listener forgets after 120 s)."""
-
-    def __init__(self, event_listener) -> None:
-        import threading
-
-        self.listener, self.ids, self.events = event_listener, set(), {}
-        self.since = time.time()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self.poll()
-
-    def poll(self) -> None:
-        for event in self.listener.get_events([(i, "*") for i in list(self.ids)], after_time=self.since):
-            self.events[(event.daemon_id, event.tag, event.stamp)] = event
-
-    def stop(self) -> list:
-        self._stop.set()
-        self._thread.join(5)
-        self.poll()
-        return list(self.events.values())
 
 
 @pytest.fixture(scope="module")
@@ -317,29 +291,11 @@ def test_inventory_from_aws_and_salt_drops_terminated_instances(salt_master, min
 def test_nothing_the_run_left_holds_the_secret(salt_master, minions, cloud, bus):
     """Search every file under the master's and minions' root dirs (caches, job cache, logs, pki), every
     event the listener saw, and localcloud's records."""
-    needle = SECRET.encode()
     roots = [Path(salt_master.config["root_dir"])] + [Path(m.config["root_dir"]) for m in minions.values()]
-    files = lines = 0
-    hits: list[str] = []
-    for root in roots:
-        for path in root.rglob("*"):
-            if not path.is_file():
-                continue
-            data = path.read_bytes()
-            files += 1
-            if path.suffix == ".log" or "log" in path.parts:
-                lines += data.count(b"\n")
-            if needle in data:
-                at = data.index(needle)
-                line = data[data.rfind(b"\n", 0, at) + 1:data.find(b"\n", at)][:300]
-                hits.append(f"{path}: {line.decode(errors='replace').replace(SECRET, '<SECRET>')}")
     seen = bus.stop()
-    for event in seen:
-        if SECRET in json.dumps(event.data, default=str) or SECRET in event.tag:
-            hits.append(f"event {event.tag}")
     records = json.dumps([cloud.instances(), cloud.api_calls(), cloud.timeline(cloud.test["group"])], default=str)
-    if SECRET in records:
-        hits.append("localcloud records")
+    result = scan(SECRET, roots, seen, {"localcloud records": records})
+    files, lines, hits = result["files"], result["log_lines"], result["hits"]
     FIGURES.update(files=files, log_lines=lines, events=len(seen), hits=len(hits))
     print(f"\nsecret scan: {files} files, {lines} log lines, {len(seen)} events, {len(hits)} hits; "
           f"pillar after CONTINUE: {FIGURES.get('pillar_seconds_after_continue')} s")
