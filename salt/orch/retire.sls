@@ -5,7 +5,8 @@
 
   Started by reactor/lifecycle/terminating.sls. `claim` re-reads the ledger and AWS (a forged event stops
   there); then the instance's minion key is deleted and its minion data cache flushed; then CONTINUE (the
-  instance terminates, even when the clean-up failed). Later steps (roster / known_hosts refresh) go between retire and continue.
+  instance terminates, even when the clean-up failed). Then the instance's launch-session revocation policies
+  are removed and the group's roster / known_hosts refreshed (it is Terminating:Wait, so it drops out).
 -#}
 {%- set instance_id = pillar.get('instance_id') %}
 {%- set owner = 'orch-' ~ salt['random.get_str'](24, punctuation=False) %}
@@ -24,6 +25,20 @@ phoenix-retire-forget:
     - owner: {{ owner | tojson }}
     - require:
       - salt: phoenix-retire-claim
+
+phoenix-retire-profile-policies:
+  salt.runner:
+    - name: provision.forget
+    - instance_id: {{ instance_id | tojson }}
+    - require:
+      - salt: phoenix-retire-claim
+
+phoenix-retire-inventory:
+  salt.runner:
+    - name: provision.refresh_inventory
+    - instance_id: {{ instance_id | tojson }}
+    - require:
+      - salt: phoenix-retire-forget
 
 phoenix-retire-continue:
   salt.runner:
