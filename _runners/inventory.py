@@ -62,7 +62,7 @@ def refresh(group: str, **kwargs: Any) -> dict[str, Any]:
     .. code-block:: bash
 
         salt-run inventory.refresh web-WebGroup-1AB2
-        salt-run inventory.refresh web-WebGroup-1AB2 dir=/tmp/inventory user=admin
+        salt-run inventory.refresh web-WebGroup-1AB2 dir=/srv/salt/inventory user=admin
     """
     conf = phoenix.saltglue.settings(__opts__, None, "phoenix:inventory",
                                      {k: v for k, v in kwargs.items() if not k.startswith("__")})

@@ -163,7 +163,7 @@ class SaltInstanceAgent:
         document = _get(f"{imds}/latest/dynamic/instance-identity/document")
         signature = _get(f"{imds}/latest/dynamic/instance-identity/signature")
         # Unix socket paths must stay under 108 bytes, and Salt prepends root_dir to sock_dir whatever it is:
-        # the minion sees its root_dir through a short symlink (<short temp dir>/r -> <base_dir>/<id>/root)
+        # the minion sees its root_dir through a short symlink (a symlink "r" in a short temp dir, pointing at the instance root)
         sock_dir = Path(tempfile.mkdtemp(prefix=f"lc-{instance_id[-8:]}-"))
         inst = Instance(instance_id=instance_id, root=self.base_dir / instance_id, private_ip=private_ip,
                         sock_dir=sock_dir)

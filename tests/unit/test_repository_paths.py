@@ -19,7 +19,7 @@ of whoever wrote it, and the test that used it failed everywhere else. The rule,
     (``/srv/myapp``) in documentation, docstrings and pillar.example; no test or script may read it;
   - what Phoenix's SLS *manage on a production host* (they configure that host, they do not depend on
     the machine they were written on): ``/etc/`` (system configuration: systemd units, salt, the
-    instance's boot scripts), ``/var/log/``, ``/var/lib/``, ``/run/``, ``/usr/local/lib/<app>`` (the FHS
+    instance's boot scripts), ``/var/log/``, ``/var/lib/``, ``/var/cache/`` (Salt's cache), ``/var/run/`` and ``/run/`` (e.g. Debian's reboot-required flag), ``/usr/local/lib/<app>`` (the FHS
     place for locally installed software), and bash's ``/dev/tcp/`` pseudo-device. In tests these appear
     only as rendered production values or under a temporary root (``under_root_dir``).
 * Everything else fails: home directories, ``/root``, ``/opt``, ``/tmp`` (temporary files come from
@@ -51,7 +51,7 @@ ALLOWED = (
     re.compile(r"/(proc|sys)(/.*)?$"),
     re.compile(r"/srv(/.*)?$"),
     re.compile(r"/etc(/.*)?$"),
-    re.compile(r"/var/(log|lib)(/.*)?$"),
+    re.compile(r"/var/(log|lib|cache|run)(/.*)?$"),
     re.compile(r"/run(/.*)?$"),
     re.compile(r"/usr/local/lib(/.*)?$"),
     re.compile(r"/dev/tcp(/.*)?$"),
