@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from localcloud.awsquery import ApiRequest, AwsError, response_xml, validation_error
 from localcloud.frontend import Forward, Interceptor, Response, xml_response
+from localcloud.records import TERMINATING_STATES
 from localcloud.replacement import BatchLimits, ReplacementFailed, replace_instances
 
 if TYPE_CHECKING:
@@ -279,12 +280,13 @@ class Refresher:
                 def released() -> bool:
                     check()
                     return cloud.clock.now() >= deadline or len(waiting()) < len(held) or any(
-                        obsolete(r) for r in fleet.group_records(refresh.group))
+                        obsolete(r) for r in fleet.group_records(refresh.group) if r.state not in TERMINATING_STATES)
 
                 cloud.wait_for(released, generation)
                 with cloud.op_lock(generation):
                     still = waiting()
-                    movable = any(obsolete(r) for r in fleet.group_records(refresh.group))
+                    movable = any(obsolete(r) for r in fleet.group_records(refresh.group)
+                                  if r.state not in TERMINATING_STATES)
                 if cloud.clock.now() >= deadline and still and not movable:
                     raise ReplacementFailed(
                         f"instance(s) {still} stayed protected from scale-in or in Standby for "
