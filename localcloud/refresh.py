@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from localcloud.awsquery import ApiRequest, AwsError, response_xml, validation_error
 from localcloud.frontend import Forward, Interceptor, Response, xml_response
+from localcloud.records import TERMINATING_STATES
 from localcloud.replacement import BatchLimits, ReplacementFailed, replace_instances
 
 if TYPE_CHECKING:
@@ -20,6 +21,17 @@ log = logging.getLogger(__name__)
 
 SERVICE = "autoscaling"
 ACTIVE = ("Pending", "InProgress", "Cancelling")
+
+# RefreshPreferences (Auto Scaling API Reference, API_RefreshPreferences): ScaleInProtectedInstances is
+# Refresh | Ignore | Wait, StandbyInstances is Terminate | Ignore | Wait; "Wait (default): Amazon EC2 Auto
+# Scaling waits one hour for you to remove scale-in protection [return the instances to service]. Otherwise,
+# the instance refresh will fail." The user guide's "Understand the default values for an instance refresh"
+# confirms Wait for the CLI/SDK (Ignore is the console's default only). "If you specify a value for
+# CheckpointPercentages and not for CheckpointDelay, the CheckpointDelay defaults to 3600 (1 hour)."
+PROTECTED_CHOICES = ("Refresh", "Ignore", "Wait")
+STANDBY_CHOICES = ("Terminate", "Ignore", "Wait")
+WAIT_SECONDS = 3600.0
+DEFAULT_CHECKPOINT_DELAY = 3600
 
 
 class RefreshCancelled(Exception):
@@ -107,6 +119,7 @@ class Refresher:
             raise validation_error("MinHealthyPercentage must be 0-100 and MaxHealthyPercentage 100-200")
         if prefs["MinHealthyPercentage"] == 100 and prefs["MaxHealthyPercentage"] == 100:
             raise validation_error("MinHealthyPercentage and MaxHealthyPercentage cannot both be 100")
+        prefs.update(_special_preferences(raw))
         if desired_config.get("LaunchTemplate"):
             self._use_launch_template(group, desired_config["LaunchTemplate"])
         refresh = Refresh(refresh_id=str(uuid.uuid4()), group=group.name, preferences=prefs,
@@ -178,26 +191,116 @@ class Refresher:
                                  pause_seconds=float(refresh.preferences["InstanceWarmup"]))
             refresh.status = "InProgress" if not refresh.cancel else refresh.status
 
-        def obsolete(rec: Any) -> bool:
+        prefs = refresh.preferences
+        protected_pref, standby_pref = prefs["ScaleInProtectedInstances"], prefs["StandbyInstances"]
+        checkpoints = list(prefs.get("CheckpointPercentages") or [])
+        delay = float(prefs.get("CheckpointDelay") or 0)
+
+        def special(rec: Any) -> tuple[bool, bool]:
+            """(protected from scale-in, in Standby) from moto's state of the instance (lock held)."""
+            moto_state = fleet._moto_state(rec)
+            if moto_state is None:
+                return False, False
+            return bool(moto_state.protected_from_scale_in), moto_state.lifecycle_state == "Standby"
+
+        def old(rec: Any) -> bool:
             return rec.seq <= start_seq and (not skip or rec.launch_version != target)
+
+        def obsolete(rec: Any) -> bool:
+            # Standby instances are not InService: the rolling replacement takes only the others; with
+            # StandbyInstances=Terminate they are terminated separately below
+            protected, standby = special(rec)
+            if not old(rec) or standby:
+                return False
+            return not protected or protected_pref == "Refresh"
+
+        def waiting() -> list[str]:
+            """Old instances the refresh waits for (Wait preferences), lock held."""
+            found = []
+            for rec in fleet.group_records(refresh.group):
+                protected, standby = special(rec)
+                if old(rec) and ((standby and standby_pref == "Wait")
+                                 or (protected and not standby and protected_pref == "Wait")):
+                    found.append(rec.instance_id)
+            return found
 
         def check() -> None:
             if refresh.cancel:
                 raise RefreshCancelled()
 
+        state = {"base": 0, "total": 0}
+
         def progress(done: int, total: int) -> None:
+            done, total = state["base"] + done, max(state["total"], state["base"] + total)
             refresh.to_update = max(0, total - done)
             refresh.percentage = 100 if total == 0 else int(100 * done / total)
+            # CheckpointPercentages: pause CheckpointDelay seconds (virtual clock) each time the percentage of
+            # replaced instances reaches the next checkpoint below 100
+            while checkpoints and refresh.percentage >= checkpoints[0]:
+                reached = checkpoints.pop(0)
+                if reached >= 100 or total == 0:
+                    continue
+                refresh.status_reason = f"Waiting at checkpoint {reached}% for {int(delay)} seconds"
+                until = cloud.clock.now() + delay
+
+                def resumed() -> bool:
+                    check()
+                    return cloud.clock.now() >= until
+
+                cloud.wait_for(resumed, generation)
+                refresh.status_reason = None
 
         try:
             check()
-            replace_instances(cloud, refresh.group, obsolete, limits, generation, lambda text: None, check, progress)
+            with cloud.op_lock(generation):
+                state["total"] = sum(1 for r in fleet.group_records(refresh.group) if old(r)
+                                     and (obsolete(r) or r.instance_id in waiting()
+                                          or (special(r)[1] and standby_pref == "Terminate")))
+            while True:
+                state["base"] += replace_instances(cloud, refresh.group, obsolete, limits, generation,
+                                                   lambda text: None, check, progress)
+                if standby_pref == "Terminate":
+                    with cloud.op_lock(generation):
+                        standby = [r for r in fleet.group_records(refresh.group) if old(r) and special(r)[1]]
+                        for rec in standby:
+                            # "Amazon EC2 Auto Scaling terminates instances that are in Standby"; they are
+                            # not part of the desired capacity, so nothing replaces them
+                            fleet.terminate(rec.instance_id, decrement=False, reason="standby terminated",
+                                            check_min=False)
+                            state["base"] += 1
+                    progress(0, 0)
+                with cloud.op_lock(generation):
+                    held = waiting()
+                if not held:
+                    break
+                refresh.status_reason = (f"Waiting up to {int(WAIT_SECONDS)} seconds for instance(s) {held} to "
+                                         "leave Standby or lose scale-in protection")
+                deadline = cloud.clock.now() + WAIT_SECONDS
+
+                def released() -> bool:
+                    check()
+                    return cloud.clock.now() >= deadline or len(waiting()) < len(held) or any(
+                        obsolete(r) for r in fleet.group_records(refresh.group) if r.state not in TERMINATING_STATES)
+
+                cloud.wait_for(released, generation)
+                with cloud.op_lock(generation):
+                    still = waiting()
+                    movable = any(obsolete(r) for r in fleet.group_records(refresh.group)
+                                  if r.state not in TERMINATING_STATES)
+                if cloud.clock.now() >= deadline and still and not movable:
+                    raise ReplacementFailed(
+                        f"instance(s) {still} stayed protected from scale-in or in Standby for "
+                        f"{int(WAIT_SECONDS)} seconds (ScaleInProtectedInstances={protected_pref}, "
+                        f"StandbyInstances={standby_pref}); use Refresh/Terminate to replace them or Ignore "
+                        "to leave them")
+                refresh.status_reason = None
         except RefreshCancelled:
             refresh.status, refresh.status_reason = "Cancelled", "Cancelled by CancelInstanceRefresh"
         except ReplacementFailed as exc:
             refresh.status, refresh.status_reason = "Failed", str(exc)
         else:
             refresh.status, refresh.percentage, refresh.to_update = "Successful", 100, 0
+            refresh.status_reason = None
         refresh.end_time = cloud.clock.now()
 
     # ------------------------------------------------------------------ MaxInstanceLifetime
@@ -237,3 +340,32 @@ class Refresher:
         finally:
             if generation == cloud.generation:  # after a reset the set belongs to the new generation
                 self.lifetime_jobs.discard(group_name)
+
+
+def _special_preferences(raw: dict[str, Any]) -> dict[str, Any]:
+    """ScaleInProtectedInstances, StandbyInstances, CheckpointPercentages/CheckpointDelay, validated as the
+    API Reference describes them (RefreshPreferences); defaults are the CLI/SDK ones (Wait, Wait, none)."""
+    protected = str(raw.get("ScaleInProtectedInstances") or "Wait")
+    standby = str(raw.get("StandbyInstances") or "Wait")
+    if protected not in PROTECTED_CHOICES:
+        raise validation_error(f"ScaleInProtectedInstances must be one of {', '.join(PROTECTED_CHOICES)}; "
+                               f"got {protected!r}")
+    if standby not in STANDBY_CHOICES:
+        raise validation_error(f"StandbyInstances must be one of {', '.join(STANDBY_CHOICES)}; got {standby!r}")
+    prefs: dict[str, Any] = {"ScaleInProtectedInstances": protected, "StandbyInstances": standby}
+    points = raw.get("CheckpointPercentages")
+    if isinstance(points, dict):  # query protocol: CheckpointPercentages.member.N
+        points = [v for _, v in sorted(points.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else 0)]
+    delay = raw.get("CheckpointDelay")
+    if points:
+        values = [int(p) for p in (points if isinstance(points, list) else [points])]
+        if values != sorted(set(values)) or not all(0 <= v <= 100 for v in values):
+            raise validation_error("CheckpointPercentages must be unique values 0-100 in ascending order; "
+                                   f"got {values}")
+        prefs["CheckpointPercentages"] = values
+        prefs["CheckpointDelay"] = DEFAULT_CHECKPOINT_DELAY if delay is None else int(delay)
+        if not 0 <= prefs["CheckpointDelay"] <= 172800:
+            raise validation_error(f"CheckpointDelay must be 0-172800 seconds; got {delay}")
+    elif delay is not None:
+        raise validation_error("CheckpointDelay needs CheckpointPercentages (RefreshPreferences)")
+    return prefs

@@ -123,3 +123,110 @@ def test_instance_refresh_to_a_desired_launch_template_version(cloud: LocalCloud
     again = asg.start_instance_refresh(AutoScalingGroupName="web", Preferences={"SkipMatching": True, "InstanceWarmup": 0})
     wait_until(lambda: refresh_status(asg, again["InstanceRefreshId"])["Status"] == "Successful", message="no-op")
     assert in_service(asg, 2) == new
+
+
+# ---------------------------------------------------------------- protected / Standby instances, checkpoints
+# RefreshPreferences (Auto Scaling API Reference): ScaleInProtectedInstances Refresh | Ignore | Wait and
+# StandbyInstances Terminate | Ignore | Wait, both "Wait (default)": wait one hour, "Otherwise, the instance
+# refresh will fail". CheckpointDelay defaults to 3600 when only CheckpointPercentages is given.
+
+def _protect_one(asg: Any, ids: set[str]) -> str:
+    victim = sorted(ids)[0]
+    asg.set_instance_protection(AutoScalingGroupName="web", InstanceIds=[victim], ProtectedFromScaleIn=True)
+    return victim
+
+
+def _run_to_end(cloud: LocalCloud, asg: Any, refresh_id: str, step: float = 300) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        cloud.advance(step)
+        status = refresh_status(asg, refresh_id)
+        return status if status["Status"] not in ("Pending", "InProgress", "Cancelling") else None
+
+    return wait_until(finished, message="the refresh to finish")
+
+
+def _alive(asg: Any) -> set[str]:
+    instances = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]["Instances"]
+    return {i["InstanceId"] for i in instances}
+
+
+def test_protected_instance_default_wait_fails_after_an_hour(cloud: LocalCloud, asg: Any) -> None:
+    make_group(asg, desired=2)
+    protected = _protect_one(asg, in_service(asg, 2))
+    started = cloud.clock.now()
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="web", Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 0})["InstanceRefreshId"]
+    status = _run_to_end(cloud, asg, refresh_id)
+    assert status["Preferences"]["ScaleInProtectedInstances"] == "Wait"
+    assert status["Preferences"]["StandbyInstances"] == "Wait"
+    assert status["Status"] == "Failed" and protected in status["StatusReason"]
+    assert cloud.clock.now() - started >= 3600
+    assert protected in _alive(asg)  # left old, the other one was replaced
+    assert len(_alive(asg)) == 2
+
+
+def test_protected_instance_wait_resumes_when_protection_is_removed(cloud: LocalCloud, asg: Any) -> None:
+    make_group(asg, desired=2)
+    protected = _protect_one(asg, in_service(asg, 2))
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="web", Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 0,
+                                                 "ScaleInProtectedInstances": "Wait"})["InstanceRefreshId"]
+    wait_until(lambda: "Waiting" in (refresh_status(asg, refresh_id).get("StatusReason") or ""),
+               message="the refresh to wait for the protected instance")
+    asg.set_instance_protection(AutoScalingGroupName="web", InstanceIds=[protected], ProtectedFromScaleIn=False)
+    status = _run_to_end(cloud, asg, refresh_id, step=30)
+    assert status["Status"] == "Successful"
+    assert protected not in _alive(asg)
+
+
+@pytest.mark.parametrize("preference, replaced", [("Ignore", False), ("Refresh", True)])
+def test_protected_instance_ignore_or_refresh(cloud: LocalCloud, asg: Any, preference: str, replaced: bool) -> None:
+    make_group(asg, desired=2)
+    old = in_service(asg, 2)
+    protected = _protect_one(asg, old)
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="web", Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 0,
+                                                 "ScaleInProtectedInstances": preference})["InstanceRefreshId"]
+    status = _run_to_end(cloud, asg, refresh_id, step=30)
+    assert status["Status"] == "Successful"
+    alive = in_service(asg, 2)
+    assert (protected not in alive) is replaced
+    assert not (old - {protected}) & alive  # the unprotected one is always replaced
+
+
+@pytest.mark.parametrize("preference", ["Ignore", "Terminate", "Wait"])
+def test_standby_instance_preferences(cloud: LocalCloud, asg: Any, preference: str) -> None:
+    make_group(asg, desired=3)
+    standby = sorted(in_service(asg, 3))[0]
+    asg.enter_standby(AutoScalingGroupName="web", InstanceIds=[standby], ShouldDecrementDesiredCapacity=True)
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="web", Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 0,
+                                                 "StandbyInstances": preference})["InstanceRefreshId"]
+    status = _run_to_end(cloud, asg, refresh_id, step=300)
+    assert status["Status"] == ("Failed" if preference == "Wait" else "Successful")
+    assert (standby in _alive(asg)) is (preference != "Terminate")
+
+
+def test_checkpoints_pause_for_the_delay_on_the_virtual_clock(cloud: LocalCloud, asg: Any) -> None:
+    make_group(asg, desired=4)
+    in_service(asg, 4)
+    refresh_id = asg.start_instance_refresh(
+        AutoScalingGroupName="web", Preferences={"MinHealthyPercentage": 75, "InstanceWarmup": 0,
+                                                 "CheckpointPercentages": [50, 100]})["InstanceRefreshId"]
+    status = wait_until(lambda: (s := refresh_status(asg, refresh_id))["PercentageComplete"] >= 50 and s,
+                        message="the first checkpoint")
+    assert status["Preferences"]["CheckpointDelay"] == 3600  # AWS's default when only percentages are given
+    assert status["Preferences"]["CheckpointPercentages"] == [50, 100]
+    reached = cloud.clock.now()
+    cloud.advance(3500)
+    time_held = refresh_status(asg, refresh_id)
+    assert time_held["PercentageComplete"] == 50 and time_held["Status"] == "InProgress"
+    assert "checkpoint 50%" in time_held["StatusReason"]
+    status = _run_to_end(cloud, asg, refresh_id, step=100)
+    assert status["Status"] == "Successful" and cloud.clock.now() - reached >= 3600
+    with pytest.raises(ClientError) as raised:
+        asg.start_instance_refresh(AutoScalingGroupName="web", Preferences={"CheckpointDelay": 60})
+    assert raised.value.response["Error"]["Code"] == "ValidationError"
+    with pytest.raises(ClientError) as raised:
+        asg.start_instance_refresh(AutoScalingGroupName="web", Preferences={"ScaleInProtectedInstances": "Skip"})
+    assert raised.value.response["Error"]["Code"] == "ValidationError"

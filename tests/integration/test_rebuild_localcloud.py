@@ -220,6 +220,40 @@ def test_instance_refresh_cycle_replaces_every_instance_keeping_capacity(cloud, 
     assert "progress" in events.stages() and events.stages()[-1] == "finished"
 
 
+def test_instance_refresh_cycle_reports_a_protected_instance_it_left_old(cloud, provisioner, aws_clients):
+    """AWS's default ScaleInProtectedInstances=Wait: the refresh waits (then fails) and the protected
+    instance stays old; preflight warns naming it and the summary fails listing it, never "done"."""
+    fleet = make_fleet(cloud, provisioner, aws_clients)
+    protected = sorted(fleet["original"])[0]
+    aws_clients["autoscaling"].set_instance_protection(AutoScalingGroupName=fleet["group"],
+                                                       InstanceIds=[protected], ProtectedFromScaleIn=True)
+    opts = options_from(FAST, {"strategy": "instance_refresh", "min_healthy_percentage": 75})
+    done: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: done.update(run_cycle(adapter(cloud), opts, group=fleet["group"],
+                                                                   emit=Events())))
+    runner.start()
+
+    def waiting() -> bool:
+        refreshes = aws_clients["autoscaling"].describe_instance_refreshes(
+            AutoScalingGroupName=fleet["group"])["InstanceRefreshes"]
+        return bool(refreshes) and "Waiting" in (refreshes[0].get("StatusReason") or "")
+
+    wait_until(waiting, timeout=120, what="the refresh to wait for the protected instance")
+    cloud.advance(3601)  # AWS: "waits one hour for you to remove scale-in protection"
+    runner.join(120)
+    assert not runner.is_alive()
+    summary = done
+    [warning] = [w for w in summary["preflight"]["warnings"] if "will not be rebuilt" in w]
+    assert protected in warning and "ScaleInProtectedInstances=Refresh" in warning
+    assert summary["result"] is False, summary
+    assert summary["old_instances_left"] == [protected]
+    assert summary["outcome"] == "failed" and summary["status"] == "Failed", summary
+    assert protected in summary["reason"], summary
+    alive = {i["InstanceId"] for i in aws_clients["autoscaling"].describe_auto_scaling_groups(
+        AutoScalingGroupNames=[fleet["group"]])["AutoScalingGroups"][0]["Instances"]}
+    assert protected in alive and len(alive & fleet["original"]) == 1  # the other three were rebuilt
+
+
 @pytest.mark.parametrize("strategy", ["cloudformation", "instance_refresh"])
 def test_dry_run_makes_only_read_calls(cloud, provisioner, aws_clients, strategy):
     fleet = make_fleet(cloud, provisioner, aws_clients)

@@ -421,6 +421,21 @@ def test_lock_owner_on_this_host_that_died_is_seen_dead():
     assert not lk.parse(lk.make_value("c5", NOW, "cloudformation", "x", owner="other-host:1")).owner_dead()
 
 
+def test_preflight_warns_about_protected_and_standby_instances_for_instance_refresh():
+    instances = [{"InstanceId": "i-a", "LifecycleState": "InService", "ProtectedFromScaleIn": True},
+                 {"InstanceId": "i-b", "LifecycleState": "Standby", "ProtectedFromScaleIn": False},
+                 {"InstanceId": "i-c", "LifecycleState": "InService", "ProtectedFromScaleIn": False}]
+    target = _target(stack=None, parameters={}, group_data={"Instances": instances})
+    r = check(Facts(target, hooks=[HOOK], refreshes=[], now=NOW), RebuildOptions(strategy="instance_refresh"))
+    assert r["ok"]
+    [held] = [w for w in r["warnings"] if "will not be rebuilt" in w]
+    assert "i-a protected from scale-in" in held and "i-b in Standby" in held and "i-c" not in held
+    assert "ScaleInProtectedInstances=Refresh" in held and "StandbyInstances=Terminate" in held
+    plain = _target(stack=None, parameters={}, group_data={"Instances": instances[2:]})
+    r = check(Facts(plain, hooks=[HOOK], refreshes=[], now=NOW), RebuildOptions(strategy="instance_refresh"))
+    assert not any("will not be rebuilt" in w for w in r["warnings"])
+
+
 def test_preflight_instance_refresh_needs_no_stack_and_only_warns_on_policy():
     opts = RebuildOptions(strategy="instance_refresh")
     r = check(Facts(_target(stack=None, parameters={}), hooks=[HOOK], refreshes=[], now=NOW), opts)

@@ -13,6 +13,9 @@ Checks, each a problem with a ``code``, a ``message`` and a ``fix``:
                          another property) that an update would set below the group's current DesiredCapacity
 * ``bad_pause_time``     the rolling update's PauseTime is malformed or longer than PT1H
 
+Warnings (the cycle may start) include instances an instance refresh would leave old: protected from scale-in
+or in Standby (:func:`held_instances_warning`).
+
 A lock left by an interrupted cycle whose update has ended is reported (``stale_lock``) and removed by the
 cycle; a lock whose update still runs is ``cycle_in_progress`` (see :mod:`phoenix.rebuild.lock`).
 """
@@ -258,6 +261,12 @@ def check(facts: Facts, options: RebuildOptions) -> dict[str, Any]:
             else:
                 warnings.append(message)
 
+    # -- protected / Standby instances an instance refresh would not replace ------------------------------
+    if options.strategy == "instance_refresh":
+        held = held_instances_warning(t.group, t.group_data.get("Instances", []))
+        if held:
+            warnings.append(held)
+
     # -- lifecycle hook ----------------------------------------------------------------------------
     launch_hooks = [h for h in facts.hooks if h.get("LifecycleTransition") == "autoscaling:EC2_INSTANCE_LAUNCHING"]
     if not any(h.get("DefaultResult") == "ABANDON" for h in launch_hooks):
@@ -276,6 +285,38 @@ def check(facts: Facts, options: RebuildOptions) -> dict[str, Any]:
             "lock": assessment.as_dict(facts.now) if facts.now else None,
             "hooks": [{k: h.get(k) for k in ("LifecycleHookName", "LifecycleTransition", "DefaultResult",
                                              "HeartbeatTimeout")} for h in facts.hooks]}
+
+
+def held_instances_warning(group: str, instances: list[dict[str, Any]]) -> str | None:
+    """The warning for instances protected from scale-in or in Standby, or None when there are none.
+
+    Phoenix starts its instance refresh with AWS's defaults for these (RefreshPreferences in the Auto Scaling
+    API Reference): ``ScaleInProtectedInstances`` and ``StandbyInstances`` are ``Wait``, "waits one hour for you
+    to remove scale-in protection [return the instances to service]. Otherwise, the instance refresh will
+    fail". Such an instance stays old; the cycle's summary then lists it in ``old_instances_left`` and fails.
+
+    >>> held_instances_warning("web", [{"InstanceId": "i-1", "ProtectedFromScaleIn": True,
+    ...                                 "LifecycleState": "InService"}])[:60]
+    'group web: instance(s) i-1 protected from scale-in will not '
+    """
+    standby = sorted(i["InstanceId"] for i in instances if str(i.get("LifecycleState", "")).startswith("Standby"))
+    protected = sorted(i["InstanceId"] for i in instances
+                       if i.get("ProtectedFromScaleIn") and i["InstanceId"] not in standby)
+    if not standby and not protected:
+        return None
+    parts, fixes = [], []
+    if protected:
+        parts.append(f"instance(s) {', '.join(protected)} protected from scale-in")
+        fixes.append("remove the protection (aws autoscaling set-instance-protection --no-protected-from-scale-in) "
+                     "or refresh with the preference ScaleInProtectedInstances=Refresh")
+    if standby:
+        parts.append(f"instance(s) {', '.join(standby)} in Standby")
+        fixes.append("return them to service (aws autoscaling exit-standby) or refresh with the preference "
+                     "StandbyInstances=Terminate")
+    return (f"group {group}: {' and '.join(parts)} will not be rebuilt: the instance refresh (AWS's default "
+            "preferences ScaleInProtectedInstances=Wait, StandbyInstances=Wait) waits one hour for them, then "
+            "fails and leaves them old; " + "; ".join(fixes)
+            + " (Phoenix's cycle starts its refresh with AWS's defaults for both)")
 
 
 def only_policy_problems(result: dict[str, Any]) -> bool:
