@@ -104,6 +104,23 @@ def test_max_instance_lifetime_replaces_old_instances_as_the_clock_passes(cloud:
     assert raised.value.response["Error"]["Code"] == "ValidationError"
 
 
+def test_max_instance_lifetime_replaces_up_to_ten_percent_at_once_terminating_first(cloud: LocalCloud,
+                                                                                    asg: Any) -> None:
+    """20 instances expire together: AWS replaces "up to 10 percent of the current capacity" at once, and
+    terminates before it launches (the default instance maintenance behaviour): never more than 2 out of
+    service, never more instances than desired, and in the end every one of them replaced."""
+    make_group(asg, desired=20, MaxInstanceLifetime=DAY)
+    first = in_service(asg, 20)
+    start = cloud.clock.now()
+    cloud.advance(DAY + 60)
+    wait_until(lambda: (ids := in_service(asg, 20)) and not ids & first, timeout=120, message="all 20 replaced")
+    during = [point for point in cloud.timeline("web") if point["time"] > start]
+    assert during, "the replacement left no timeline"
+    assert min(point["in_service"] for point in during) == 18  # two at a time: 10 % of 20
+    assert max(point["instances"] for point in during) <= 20  # terminate first, no surge
+    assert during[-1]["in_service"] == 20
+
+
 def test_instance_refresh_to_a_desired_launch_template_version(cloud: LocalCloud, asg: Any) -> None:
     make_group(asg, desired=2)
     old = in_service(asg, 2)
