@@ -163,7 +163,9 @@ def cycle(
 def status(stack: str | None = None, group: str | None = None, max_age: Any = None, **kwargs: Any) -> dict[str, Any]:
     """
     Every instance of the managed group: lifecycle state, age, time left before ``max_age``, launch
-    version; when the next cycle is due (``schedule``: ``due``, ``due_at``, the lead time and why), the
+    version, patch lag (security updates pending and since when, from each instance's
+    ``phoenix_patches.pending`` in the mine); whether pending security updates make a cycle due early
+    (``security``: lag >= ``security_threshold``, 6h, at most once per threshold); when the next cycle is due (``schedule``: ``due``, ``due_at``, the lead time and why), the
     plan (batches, expected duration, deadline), the cycle lock (owner, age, whether its update still
     runs) and the recorded cycles (``history``).
 
@@ -183,9 +185,21 @@ def status(stack: str | None = None, group: str | None = None, max_age: Any = No
     stack, group = _defaults(stack, group)
     try:
         target = phoenix.rebuild.target.resolve(aws, stack=stack, group=group)
-        return phoenix.rebuild.status.report(aws, target, options)
+        reports = _patch_reports(target) if options.security_rebuild else None
+        return phoenix.rebuild.status.report(aws, target, options, patch_reports=reports)
     except (phoenix.rebuild.errors.RebuildError, phoenix.aws.PhoenixAWSError) as exc:
         _fail(exc)
+
+
+def _patch_reports(target: Any) -> dict[str, Any]:
+    """Each instance's ``phoenix_patches.pending`` report from the mine (filed under the minion's
+    authenticated id, which is the instance id); a mine that cannot be read leaves the rows unreported."""
+    ids = [i["InstanceId"] for i in target.group_data.get("Instances", [])]
+    try:
+        return phoenix.saltglue.mine_get(__opts__, __salt__, ids, "phoenix_patches.pending")
+    except Exception as exc:  # the rebuild's age guarantee must not depend on the mine
+        log.warning("rebuild.status: could not read the patch reports from the mine: %s", exc)
+        return {}
 
 
 def preflight(

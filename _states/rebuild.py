@@ -79,16 +79,21 @@ def fresh(
     old = [r["instance_id"] for r in current["instances"] if r["past_max_age"]]
     limit = current["max_age_seconds"]
     due = current.get("schedule") or {}
-    if not old and not due.get("due") and not force:
+    security = current.get("security") or {}
+    if not old and not due.get("due") and not security.get("due") and not force:
         ret["result"] = True
         ret["comment"] = (f"All {current['count']} instance(s) of {current['group']} are younger than "
                           f"{_fmt(limit)} (oldest {_fmt(current['oldest_age_seconds'])}); next cycle due "
-                          f"{due.get('due_at') or '-'} ({due.get('reason', '')}); nothing to do.")
+                          f"{due.get('due_at') or '-'} ({due.get('reason', '')}); "
+                          + (f"security updates: {security['reason']}; " if security.get("reason") else "")
+                          + "nothing to do.")
         return ret
     if old:
         why = f"{len(old)} of {current['count']} instance(s) of {current['group']} are older than {_fmt(limit)}"
     elif due.get("due"):
         why = f"a cycle of {current['group']} is due: {due.get('reason')}"
+    elif security.get("due"):
+        why = f"an early cycle of {current['group']} is due for security updates: {security['reason']}"
     else:
         why = f"a rebuild of {current['group']} was forced"
     try:
@@ -116,7 +121,7 @@ def fresh(
 
 #: settings that change when a cycle is due, passed to rebuild.status as well as to the cycle
 _SCHEDULE_KEYS = ("check_interval", "check_splay", "margin", "batch_estimate", "min_healthy_percentage",
-                  "timestamp_parameter", "instance_warmup")
+                  "timestamp_parameter", "instance_warmup", "security_threshold", "security_rebuild")
 
 
 def _fmt(seconds: float | None) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks, on demand (never in CI): bash bench/run.sh [allowlist|layouts|rebuild|all] [-- extra args]
+# Benchmarks, on demand (never in CI): bash bench/run.sh [allowlist|layouts|rebuild|provision|all] [-- extra args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -16,4 +16,7 @@ if [ "$what" = allowlist ] || [ "$what" = all ]; then "$VENV/bin/python" bench/a
 if [ "$what" = layouts ] || [ "$what" = all ]; then "$VENV/bin/python" bench/allowlist_layouts.py "$@"; fi
 if { [ "$what" = rebuild ] || [ "$what" = all ]; } && [ -f bench/rebuild_cycle.py ]; then
   "$VENV/bin/python" bench/rebuild_cycle.py "$@"
+fi
+if { [ "$what" = provision ] || [ "$what" = all ]; } && [ -f bench/provision.py ]; then
+  "$VENV/bin/python" bench/provision.py "$@"
 fi

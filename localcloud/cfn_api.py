@@ -215,7 +215,8 @@ def _resource_events(cloud: "LocalCloud", stack: Any, changes: dict[str, str], r
 
 
 def _after_create(cloud: "LocalCloud", stack: Any) -> None:
-    """Finish what moto's create skips: resource events, lifecycle hooks, MaxInstanceLifetime."""
+    """Finish what moto's create skips: resource events, lifecycle hooks, MaxInstanceLifetime, target
+    group attributes."""
     template = stack.template_dict
     resources = template.get("Resources") or {}
     resource_map = stack.resource_map
@@ -229,6 +230,15 @@ def _after_create(cloud: "LocalCloud", stack: Any) -> None:
         stack.events.append(final)
     fleet = cloud.fleet
     backend = fleet.backend
+    # moto creates target groups without their TargetGroupAttributes (deregistration delay...)
+    for logical_id, definition in resources.items():
+        if definition.get("Type") != "AWS::ElasticLoadBalancingV2::TargetGroup":
+            continue
+        target_group = resource_map._parsed_resources.get(logical_id)
+        props = clean_json(copy.deepcopy(definition.get("Properties") or {}), resource_map)
+        if target_group is not None and hasattr(target_group, "attributes"):
+            for attribute in props.get("TargetGroupAttributes") or []:
+                target_group.attributes[str(attribute["Key"])] = str(attribute["Value"])
     # hooks declared on the group exist before its first instances launch: they apply to them
     for logical_id, definition in resources.items():
         if definition.get("Type") != GROUP:

@@ -95,7 +95,7 @@ class LocalCloud:
         self._install_features()
 
     def _install_features(self) -> None:
-        from localcloud import asg_api, cfn_api, ec2_api, refresh
+        from localcloud import asg_api, cfn_api, ec2_api, loadbalancing, refresh
 
         self.interceptors.update(asg_api.interceptors(self))
         self.interceptors.update(ec2_api.interceptors(self))
@@ -103,6 +103,10 @@ class LocalCloud:
         self.refresh = refresh.Refresher(self)
         self.interceptors.update(self.refresh.interceptors())
         self.tick_hooks.append(self.refresh.tick)
+        self.balancer = loadbalancing.Balancer(self)
+        self.fleet.balancer = self.balancer
+        self.interceptors.update(self.balancer.interceptors())
+        self.tick_hooks.append(self.balancer.tick)
 
     # ------------------------------------------------------------------ lifecycle of the server
     def start(self) -> "LocalCloud":
@@ -112,6 +116,7 @@ class LocalCloud:
         _ACTIVE.append(self)
         motoaccess.register_cfn_yaml_tags()
         motoaccess.reset_all()
+        self.balancer.install()
         handler = type("LocalCloudRequestHandler", (QuietRequestHandler,), {"clock": self.clock})
         self._server = make_server("127.0.0.1", self.port, Frontend(self), threaded=True, request_handler=handler)
         self.port = self._server.server_port
@@ -135,6 +140,7 @@ class LocalCloud:
         self.agents.shutdown()
         with self.lock:
             motoaccess.reset_all()
+        self.balancer.uninstall()
         if self in _ACTIVE:
             _ACTIVE.remove(self)
         self._server = None

@@ -41,6 +41,7 @@ class Fleet:
         self.identity = identity
         self.records: dict[str, InstanceRecord] = {}
         self.seq = 0
+        self.balancer: Any = None  # localcloud.loadbalancing.Balancer, set by LocalCloud
         self.duplicate_notifications = 0.0  # set by LocalCloud
         self.random = random.Random()
 
@@ -351,6 +352,21 @@ class Fleet:
         rec.tokens.clear()
         rec.deadlines.clear()
         rec.boot_due = None
+        if self.balancer is not None and self.balancer.hold_termination(rec):
+            # deregistered from the load balancer first; hooks and termination once it has drained
+            rec.transition = "draining"
+            self.set_state(rec, "Terminating", "draining")
+        else:
+            self._terminate_after_deregistration(rec)
+        if not decrement:
+            self._top_up(group)
+        return rec
+
+    def after_draining(self, rec: InstanceRecord) -> None:
+        """Every target group has deregistered ``rec``: go on terminating it (TERMINATING hooks first)."""
+        self._terminate_after_deregistration(rec)
+
+    def _terminate_after_deregistration(self, rec: InstanceRecord) -> None:
         hooks = self.hooks(rec.group, notifications.TERMINATING)
         if hooks:
             rec.transition = "terminating"
@@ -360,9 +376,6 @@ class Fleet:
             rec.transition = None
             self.set_state(rec, "Terminating", "terminating")
             self._finish_termination(rec, replace=False)
-        if not decrement:
-            self._top_up(group)
-        return rec
 
     def _finish_termination(self, rec: InstanceRecord, replace: bool) -> None:
         group = self.backend.autoscaling_groups.get(rec.group)

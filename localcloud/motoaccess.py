@@ -9,6 +9,7 @@ from moto.autoscaling.models import FakeAutoScalingGroup, InstanceState, autosca
 from moto.cloudformation.models import cloudformation_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
+from moto.elbv2.models import elbv2_backends
 from moto.sqs.models import sqs_backends
 
 from localcloud.records import ACTIVE_STATES
@@ -89,6 +90,11 @@ def autoscaling(region: str) -> Any:
 def ec2(region: str) -> Any:
     """moto's EC2 backend for ``region``."""
     return ec2_backends[ACCOUNT_ID][region]
+
+
+def elbv2(region: str) -> Any:
+    """moto's Elastic Load Balancing (v2) backend for ``region``."""
+    return elbv2_backends[ACCOUNT_ID][region]
 
 
 def cloudformation(region: str) -> Any:

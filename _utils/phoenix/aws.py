@@ -25,6 +25,7 @@ endpoint cannot be reached at all. Credentials are never logged or put in an err
 from __future__ import annotations
 
 import email.utils
+import logging
 import threading
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
@@ -135,6 +136,23 @@ def settings_from(*sources: Mapping[str, Any] | None) -> AWSSettings:
     return AWSSettings(**values)
 
 
+_SENSITIVE = threading.local()
+#: botocore loggers that write request parameters or response bodies at DEBUG level
+BODY_LOGGERS = ("botocore.parsers", "botocore.endpoint")
+
+
+class _HideBodies(logging.Filter):
+    """Drops botocore's request/response body records while this thread makes a sensitive call."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_SENSITIVE, "on", False)
+
+
+_HIDE = _HideBodies()
+for _name in BODY_LOGGERS:
+    logging.getLogger(_name).addFilter(_HIDE)
+
+
 def _operation_name(method: str) -> str:
     return "".join(part.capitalize() for part in method.split("_"))
 
@@ -188,14 +206,22 @@ class AWS:
             return self._clients[service]
 
     # -- calls -----------------------------------------------------------------------------------
-    def call(self, service: str, method: str, resource: str | None = None, **params: Any) -> dict[str, Any]:
-        """Call ``client(service).<method>(**params)``; failures become :class:`PhoenixAWSError`."""
+    def call(self, service: str, method: str, resource: str | None = None, *, _sensitive: bool = False,
+             **params: Any) -> dict[str, Any]:
+        """Call ``client(service).<method>(**params)``; failures become :class:`PhoenixAWSError`.
+
+        ``_sensitive=True`` (secrets in the request or the answer, e.g. SSM GetParameters with decryption):
+        botocore's DEBUG records of request parameters and response bodies are dropped for this call, so a
+        master or minion running at log level ``debug`` does not write the values to its log.
+        """
         import botocore.exceptions as bex
         from botocore.parsers import ResponseParserError
 
         action = _operation_name(method)
         client = self.client(service)
         self.calls += 1
+        previous = getattr(_SENSITIVE, "on", False)
+        _SENSITIVE.on = previous or _sensitive
         try:
             response = getattr(client, method)(**params)
         except bex.ClientError as exc:
@@ -233,6 +259,8 @@ class AWS:
                                   "BadResponse", service) from None
         except bex.BotoCoreError as exc:
             raise PhoenixAWSError(action, resource, str(exc), type(exc).__name__, service) from None
+        finally:
+            _SENSITIVE.on = previous
         self._note_date(response)
         return response
 

@@ -165,4 +165,22 @@ def aws(opts: Any, pillar: Any, overrides: Mapping[str, Any] | None = None) -> A
     return phoenix.aws.AWS(merged)
 
 
-__all__ = ["section", "settings", "layered", "value", "emitter", "fire", "runs_on_master", "salt_error", "aws"]
+def mine_get(opts: Any, salt_funcs: Any, targets: list[str], function: str) -> dict[str, Any]:
+    """The mine data ``function`` of the minions ``targets`` (a list of ids): through the mine runner
+    inside the master (orchestration), through ``mine.get`` (asks the master) on a minion, ``{}`` under
+    ``salt-call --local`` (no master to ask)."""
+    if not targets:
+        return {}
+    if runs_on_master(opts):
+        import salt.runner
+
+        data = salt.runner.RunnerClient(opts).cmd("mine.get", [",".join(targets), function, "list"],
+                                                  print_event=False)
+    elif opts.get("file_client") == "local" or opts.get("local") or salt_funcs is None:
+        return {}
+    else:
+        data = salt_funcs["mine.get"](",".join(targets), function, tgt_type="list")
+    return dict(data) if isinstance(data, Mapping) else {}
+
+
+__all__ = ["section", "settings", "layered", "value", "emitter", "fire", "runs_on_master", "salt_error", "aws", "mine_get"]

@@ -82,6 +82,10 @@ class RebuildOptions:
     max_abandons_first_batch: int = 0
     #: keep the group's current DesiredCapacity through a cloudformation update (see trigger.py)
     keep_capacity: bool = True
+    # -- early rebuild (phoenix.patches.lag): cycle when an instance has had a security update pending this
+    #    long (reported through the mine by phoenix_patches.pending), at most once per threshold
+    security_rebuild: bool = True
+    security_threshold: float = 6 * 3600.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -98,13 +102,15 @@ class RebuildOptions:
         if self.max_abandons < 0 or self.max_abandons_first_batch < 0:
             raise BadRequest("max_abandons / max_abandons_first_batch: must be 0 or more, got "
                              f"{self.max_abandons}/{self.max_abandons_first_batch}")
+        if self.security_threshold <= 0:
+            raise BadRequest(f"security_threshold: must be positive, got {self.security_threshold}")
         if not 0 <= self.min_healthy_percentage <= 100:
             raise BadRequest(f"min_healthy_percentage: must be 0-100, got {self.min_healthy_percentage}")
 
 
 _DURATION_KEYS = {"max_age", "poll_initial", "poll_max", "deadline", "instance_warmup", "heartbeat", "check_interval",
-                  "check_splay", "margin", "batch_estimate", "rollback_wait"}
-_BOOL_KEYS = {"cancel_on_deadline", "require_launch_hook", "keep_capacity"}
+                  "check_splay", "margin", "batch_estimate", "rollback_wait", "security_threshold"}
+_BOOL_KEYS = {"cancel_on_deadline", "require_launch_hook", "keep_capacity", "security_rebuild"}
 _INT_KEYS = {"min_healthy_percentage", "max_abandons", "max_abandons_first_batch"}
 #: keys of ``phoenix:rebuild`` that are not options of a cycle (targets, schedule)
 NON_OPTION_KEYS = {"stack", "group", "stacks", "schedule", "targets", "splay", "force", "fix_policy", "takeover"}

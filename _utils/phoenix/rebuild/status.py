@@ -95,18 +95,27 @@ def collect(aws: AWS, group: str, max_age: float, cache: dict[str, datetime] | N
     return summarise(rows(group_data, launched, now, max_age), group_data, max_age, now)
 
 
-def report(aws: AWS, target: Any, options: Any) -> dict[str, Any]:
-    """``rebuild.status``: :func:`collect` plus when the next cycle is due, the plan, the lock and the history.
+def report(aws: AWS, target: Any, options: Any, patch_reports: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``rebuild.status``: :func:`collect` plus when the next cycle is due, the plan, the lock and the history;
+    with ``patch_reports`` (instance id -> ``phoenix_patches.pending`` report, from the mine) each row's
+    patch lag and whether pending security updates make a cycle due early (``security``).
 
     Read-only: the group, its instances, lifecycle hooks, instance refreshes and (for a stack) the template.
     """
+    from phoenix.patches import lag
     from phoenix.rebuild import cycle, history, preflight, schedule
 
     out = collect(aws, target.group, options.max_age, group_data=target.group_data)
+    now = datetime.fromisoformat(out["now"])
+    if patch_reports is not None:
+        for row in out["instances"]:
+            row.update(lag.instance_lag(patch_reports.get(row["instance_id"]), now))
+        out["security"] = lag.assess(out["instances"], now, options.security_threshold,
+                                     history.from_tags(target.group_data.get("Tags", [])),
+                                     enabled=options.security_rebuild)
     facts = preflight.gather(aws, target)
     plan = cycle.plan_for(options, target, facts, out["count"] or int(target.group_data.get("DesiredCapacity") or 0))
     launched = [datetime.fromisoformat(r["launch_time"]) for r in out["instances"] if r["launch_time"]]
-    now = datetime.fromisoformat(out["now"])
     out["schedule"] = schedule.due(options, plan, min(launched) if launched else None, now)
     out["plan"] = plan.as_dict()
     assessment = facts.lock_assessment(options)

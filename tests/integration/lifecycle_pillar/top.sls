@@ -1,0 +1,4 @@
+base:
+  'i-*':
+    - lifecycle_test
+    - webapp
