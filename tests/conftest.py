@@ -34,10 +34,13 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def event_listener():
-    """pytest-salt-factories' event listener, bound to 127.0.0.1 (its default is 0.0.0.0)."""
+    """pytest-salt-factories' event listener, bound to 127.0.0.1 (its default is 0.0.0.0).
+
+    Events are kept 30 minutes, not the plugin's 120 s: a rebuild cycle on a loaded 2-core machine runs
+    longer than that, and its first events were gone before the test looked for them."""
     from saltfactories.plugins.event_listener import EventListener
 
-    listener = EventListener()
+    listener = EventListener(timeout=1800)
     listener.host = "127.0.0.1"
     listener.address = f"tcp://127.0.0.1:{listener.port}"
     with listener:

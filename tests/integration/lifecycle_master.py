@@ -17,6 +17,8 @@ from localcloud.testing import wait_until
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf" / "master.d" / "phoenix-lifecycle.conf"
 ROOTS = Path(__file__).resolve().parent / "lifecycle_roots"
+# _modules, _states, _utils, reactor as symlinks: the whole checkout in file_roots would list .venv and .git too
+LOADER_ROOTS = Path(__file__).resolve().parent / "loader_roots"
 PILLAR = Path(__file__).resolve().parent / "lifecycle_pillar"
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
@@ -45,7 +47,7 @@ def master_overrides(endpoint: str, queue_url: str, certificate: Path, pillar_ro
         "phoenix": phoenix,
         "interface": "127.0.0.1",
         "log_level_logfile": "info",
-        "file_roots": {"base": [str(REPO / "salt"), str(REPO), str(ROOTS), *(extra_roots or [])]},
+        "file_roots": {"base": [str(REPO / "salt"), str(LOADER_ROOTS), str(ROOTS), *(extra_roots or [])]},
         "pillar_roots": {"base": [str(pillar_root)]},
         "runner_dirs": [str(REPO / "_runners")],
         "engines_dirs": [str(REPO / "_engines")],

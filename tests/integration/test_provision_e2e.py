@@ -130,7 +130,7 @@ def salt_master(salt_factories, cloud, agent, setup, pillar, bus, tmp_path_facto
     overrides["phoenix"].update(profile={"runtime": setup["profiles"]["runtime"], "verify_timeout": 10},
                                 inventory={"dir": str(inventory), "user": "admin", "timeout": 20},
                                 os_updates={"reboot_timeout": 120})
-    overrides.update(file_roots={"base": [str(REPO / "salt"), str(REPO), str(ROOTS)]},
+    overrides.update(file_roots={"base": [str(REPO / "salt"), str(lm.LOADER_ROOTS), str(ROOTS)]},
                      pillar_dirs=[str(REPO / "_pillar")], log_level_logfile="debug")
     factory = salt_factories.salt_master_daemon("e2e-master", overrides=overrides)
     factory.environ.update(lm.CREDS)
