@@ -4,11 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 VENV="${PHOENIX_VENV:-$PWD/.venv}"
-# One process by default: the daemon tests' event timing is not safe under parallel load yet (two of them
-# failed with 2 workers). PHOENIX_TEST_WORKERS=N spreads test files over N pytest-xdist workers (one file per
-# worker, so its module-scoped master and minions start once) for a faster local run.
+# Whole suite: test files spread over 2 pytest-xdist workers, one per core (--dist loadfile keeps a file in
+# one worker, so its module-scoped master and minions start once). PHOENIX_TEST_WORKERS=0 runs everything in
+# one process; PHOENIX_TEST_WORKERS=N uses N workers. With arguments, pytest runs just those, in one process.
 parallel=()
-if [ "$#" -eq 0 ] && [ "${PHOENIX_TEST_WORKERS:-0}" != 0 ]; then
-  parallel=(-n "${PHOENIX_TEST_WORKERS}" --dist loadfile --durations=25)
+workers="${PHOENIX_TEST_WORKERS:-2}"
+if [ "$#" -eq 0 ] && [ "$workers" != 0 ]; then
+  parallel=(-n "$workers" --dist loadfile --durations=25)
 fi
 PATH="$VENV/bin:$PATH" PYTHONPATH="$PWD/_utils:$PWD" exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${parallel[@]}" "$@"

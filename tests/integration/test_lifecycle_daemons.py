@@ -264,3 +264,34 @@ def test_a_master_restart_mid_provisioning_completes_once(salt_master, aws, queu
     assert lm.settled(ledger, iid).state == "continued" and len(ledger.actions(instance_id=iid)) == 1
     time.sleep(3)
     assert api(cloud, "CompleteLifecycleAction") == before + 1
+
+
+def test_an_abandoned_launch_in_a_cycle_is_in_its_summary(salt_master, aws, queue, ledger, event_listener, pillar):
+    """orch.rebuild on a provisioned group whose new instances fail their highstate: Phoenix ABANDONs the
+    first new instance at once, the refresh stops (AWS fails it; otherwise the first batch's abandon budget
+    of 0 cancels it), and the cycle's summary (its failed event and the orchestration's return) names the
+    abandoned instance."""
+    group = "lc-abandon"
+    lm.make_group(aws, group, queue["arn"], desired=2, terminating=True)
+    old = set(lm.wait_in_service(aws, group, 2, timeout=300))
+    for iid in old:
+        assert lm.settled(ledger, iid).state == "continued"
+    lm.set_mode(pillar, "fail")  # only what is launched from now on applies it
+    start = time.time()
+    cycle = {"group": group, "strategy": "instance_refresh", "force": True, "poll_initial": "0.5s",
+             "poll_max": "2s", "deadline": "15m"}
+    ret = salt_master.salt_run_cli(timeout=900).run("state.orchestrate", "orch.rebuild",
+                                                    f"pillar={json.dumps(cycle)}")
+    lm.set_mode(pillar, "ok")  # the group's replacements may provision again
+    assert ret.returncode != 0, ret.stdout  # a failed cycle fails the orchestration
+    failed = lm.wait_event(event_listener, salt_master.id, f"phoenix/rebuild/{group}/failed", start, timeout=60)
+    summary = failed.data
+    assert summary["result"] is False and summary["abandoned"] >= 1, summary
+    assert not lm.events(event_listener, salt_master.id, f"phoenix/rebuild/{group}/finished", start)
+    assert "abandoned" in ret.stdout  # the human-readable return says so too
+    for iid in summary["abandoned_instances"]:
+        assert iid not in old
+        action = lm.settled(ledger, iid)
+        assert action.state == "abandoned" and "lifecycle-test-fails" in action.reason, action
+        assert action.completed_at - action.received_at < 120  # Phoenix's ABANDON, not the hook's timeout
+    stop_group(aws, group)

@@ -119,7 +119,7 @@ def test_lock_race_twenty_trials(cloud, provisioner, aws_clients):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=120)
+            t.join(timeout=900)  # a hung cycle still fails below (its result stays None)
         stop.set()
         monitor.join()
         winners = [r for r in results if isinstance(r, dict)]
@@ -174,10 +174,21 @@ def test_killed_cycle_is_adopted_by_the_next_call(cloud, provisioner, aws_client
         assert status["lock"]["age_seconds"] >= 0 and status["lock"]["owner"] == killed.owner
         rc, _, err = salt_local(cloud, "rebuild.unlock", "stack=web", check=False)
         assert rc != 0 and "Refused" in err and "is running" in err
+    except BaseException:
+        provisioner.gate.set()
+        raise
+    # the next call adopts the killed cycle; only then are the update's new instances let through, so the
+    # adopter sees them replace the old ones however slow the machine is
+    events, adopted = Events(), {}
+    adopter = threading.Thread(target=lambda: adopted.update(summary=run_cycle(
+        adapter(cloud), options_from(FAST), stack="web", emit=events)))
+    adopter.start()
+    try:
+        wait_until(lambda: "adopted" in events.stages(), timeout=300, what="the adoption")
     finally:
         provisioner.gate.set()
-    events = Events()
-    summary = run_cycle(adapter(cloud), options_from(FAST), stack="web", emit=events)
+    adopter.join(timeout=900)
+    summary = adopted["summary"]
     assert summary["adopted_cycle"] == killed.cycle_id and "adopted" in events.stages()
     # the killed cycle had already replaced some: the adopter sees the rest go; none older than the update stays
     assert summary["result"] is True and summary["replaced"] >= 1 and summary["old_instances_left"] == [], summary

@@ -496,6 +496,7 @@ def _adopt(aws: AWS, target: Target, options: RebuildOptions, plan: sched.Plan, 
 
 
 def _event_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("result", "status", "outcome", "replaced", "abandoned", "launched", "original_terminated",
-            "in_service_after", "oldest_age_before", "oldest_age_after", "duration_seconds", "reason")
+    keys = ("result", "status", "outcome", "replaced", "abandoned", "abandoned_instances", "launched",
+            "original_terminated", "in_service_after", "oldest_age_before", "oldest_age_after", "duration_seconds",
+            "reason")
     return {k: summary.get(k) for k in keys}
