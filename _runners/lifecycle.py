@@ -248,7 +248,7 @@ def highstate(instance_id: str, owner: str, timeout: float | None = None) -> dic
             if ledger.in_flight(instance_id) is None:
                 return _fail(instance_id, "highstate", "the lifecycle action ended during the highstate",
                              started=started)
-            time.sleep(0.5)
+            time.sleep(0.25)  # a read of the master's job cache (local files)
     if result is None:
         return _fail(instance_id, "highstate", f"no highstate return within {limit:.0f}s (job {jid})", ledger,
                      action.token, started)
