@@ -318,3 +318,35 @@ def test_an_unknown_or_missing_recorded_commit_abandons_with_the_reason(salt_mas
                   if e.data["result"] is False]
         assert [f["step"] for f in failed] == ["highstate"], failed
         wait_until(lambda: not lm.instances(aws, group), timeout=180, interval=0.5, message=f"{group} empty")
+
+
+def test_a_failed_profile_swap_abandons_with_the_reason(salt_master, aws, setup, cloud, git, event_listener):
+    """Everything passes up to the health check, then AWS refuses ReplaceIamInstanceProfileAssociation: the
+    instance is ABANDONed at once with that reason and never serves on its launch profile."""
+    from localcloud.awsquery import AwsError
+
+    group = "lc-web-swap"
+    aws["s3"].put_object(Bucket=BUCKET, Key=KEY, Body=(git["sha"] + "\n").encode())
+    ledger = Ledger(f"{salt_master.config['cachedir']}/phoenix/lifecycle.sqlite")
+
+    def refuse(request, forward):
+        raise AwsError("UnauthorizedOperation", "You are not authorized to perform this operation.", 403)
+
+    cloud.interceptors["ec2:ReplaceIamInstanceProfileAssociation"] = refuse
+    try:
+        start = time.time()
+        make_group(aws, setup, 1, group=group)
+        abandoned = lm.wait_event(event_listener, salt_master.id, "phoenix/lifecycle/abandoned/*", start,
+                                  timeout=400, where=lambda e: e.data.get("group") == group)
+        aws["autoscaling"].set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=0)
+    finally:
+        del cloud.interceptors["ec2:ReplaceIamInstanceProfileAssociation"]
+    iid = abandoned.data["instance_id"]
+    assert "profile:" in abandoned.data["reason"] and "UnauthorizedOperation" in abandoned.data["reason"], abandoned.data
+    assert lm.settled(ledger, iid).state == "abandoned"
+    steps = [e.data for e in lm.events(event_listener, salt_master.id, f"phoenix/lifecycle/step/{iid}", start)]
+    assert [s["step"] for s in steps if s["result"] is False] == ["profile"], steps
+    assert {"highstate", "health"} <= {s["step"] for s in steps if s["result"]}
+    assert not lm.events(event_listener, salt_master.id, f"phoenix/lifecycle/continued/{iid}", start)
+    # a replacement the group launched before it was scaled to 0 goes its own way first
+    wait_until(lambda: not lm.instances(aws, group), timeout=600, interval=0.5, message=f"{group} empty")
