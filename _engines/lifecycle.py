@@ -89,6 +89,7 @@ class _Keys:
         self.salt_keys = salt.key.get_key(opts)
         self.last_pend: dict[str, dict[str, Any]] = {}
         self.last_reason: dict[str, str] = {}
+        self.warmed = threading.Event()  # orch.warmup ran in the reactor (phoenix/lifecycle/warmed)
 
     def pending_pub(self, instance_id: str) -> str | None:
         entry = self.salt_keys.cache.fetch("keys", instance_id) or {}
@@ -145,6 +146,7 @@ class _Keys:
         import salt.utils.event
 
         prefix = phoenix.lifecycle.events.tag("recorded") + "/"
+        warmed = phoenix.lifecycle.events.tag("warmed")
         with salt.utils.event.get_master_event(self.opts, self.opts["sock_dir"], listen=True) as bus:
             while not self.stop.is_set():
                 event = bus.get_event(wait=1, full=True)
@@ -154,6 +156,8 @@ class _Keys:
                 try:
                     if tag == "salt/auth" and data.get("act") in ("pend", "denied"):
                         self.review(data)
+                    elif tag == warmed:
+                        self.warmed.set()
                     elif tag.startswith(prefix):
                         # a new action: a key that pended before the notification came gets its review now
                         cached = self.last_pend.get(tag[len(prefix):])
@@ -161,6 +165,25 @@ class _Keys:
                             self.review(cached)
                 except Exception:  # never let one event stop key reviews
                     log.exception("lifecycle: key review of %s failed", data.get("id"))
+
+
+WARMUP_FIRST = 2.0  # seconds after the engine's start: the reactor starts with it and must listen first
+WARMUP_RETRY = 60.0  # seconds to wait for phoenix/lifecycle/warmed before firing again (a cold reactor on a
+#                     loaded machine took 20 s to answer the first one)
+WARMUP_ATTEMPTS = 3
+
+
+def _warm_up(emit: Any, warmed: threading.Event, stop: threading.Event) -> None:
+    """Fire ``phoenix/lifecycle/warmup`` until the reactor's ``orch.warmup`` reports back (a reactor that
+    was not listening yet misses the first one). It loads the orchestration machinery into the reactor's
+    process, so the first launches after a master start do not each pay for it."""
+    for attempt in range(1, WARMUP_ATTEMPTS + 1):
+        if stop.wait(WARMUP_FIRST if attempt == 1 else WARMUP_RETRY) or warmed.is_set():
+            return
+        emit(phoenix.lifecycle.events.tag("warmup"), {"attempt": attempt})
+    if not stop.wait(WARMUP_RETRY) and not warmed.is_set():
+        log.warning("lifecycle: the reactor did not run orch.warmup (is reactor/lifecycle/warmup.sls in the "
+                    "reactor config?): the first launches load the orchestration machinery themselves")
 
 
 def _loop(name: str, stop: threading.Event, step: Any, pause: float) -> None:
@@ -198,6 +221,7 @@ def start(interval: float = 1.0, **overrides: Any) -> None:
     # let the key thread subscribe before anything is triggered
     threads[0].start()
     time.sleep(0.5)
+    threading.Thread(target=_warm_up, args=(emit, keys.warmed, stop), name="lifecycle-warmup", daemon=True).start()
     queue.resume()
     threads += [threading.Thread(target=_loop, args=("queue", stop, queue.poll_once, 2.0), name="lifecycle-queue",
                                  daemon=True),

@@ -248,7 +248,7 @@ def highstate(instance_id: str, owner: str, timeout: float | None = None) -> dic
             if ledger.in_flight(instance_id) is None:
                 return _fail(instance_id, "highstate", "the lifecycle action ended during the highstate",
                              started=started)
-            time.sleep(0.5)
+            time.sleep(0.25)  # a read of the master's job cache (local files)
     if result is None:
         return _fail(instance_id, "highstate", f"no highstate return within {limit:.0f}s (job {jid})", ledger,
                      action.token, started)
@@ -342,6 +342,42 @@ def retire(instance_id: str, owner: str) -> dict[str, Any]:
                 token=action.token)
     _emit(phoenix.lifecycle.events.tag("retired", instance_id), {"instance_id": instance_id, "key": had})
     return _done(instance_id, "retire", f"key ({had or 'none'}) deleted, minion data cache flushed", started)
+
+
+def warmup() -> dict[str, Any]:
+    """Load, in this process, what a provisioning orchestration needs: Salt's orchestration and runner
+    machinery, Phoenix's modules, the ledger, boto3 and its Auto Scaling and EC2 clients. Calls no AWS API
+    and touches no instance.
+
+    The ``lifecycle`` engine fires ``phoenix/lifecycle/warmup`` when it starts, and the reactor runs
+    ``orch.warmup`` (this function) for it, in the reactor's process, where every ``orch.provision`` runs.
+    Without it the first launches after a master start each paid several seconds of module loading and
+    imports, all at once (``bench/provision.py``: reactor + orchestration start). A forged warmup event
+    costs one such no-op orchestration.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run lifecycle.warmup
+    """
+    import salt.client
+
+    started = time.monotonic()
+    _ledger()
+    aws = _aws()
+    for service in ("autoscaling", "ec2"):
+        aws.client(service)
+    import phoenix.provision.inventory  # noqa: F401 - what the provision runner imports
+    import phoenix.provision.profile  # noqa: F401
+
+    _keys()
+    with salt.client.get_local_client(__opts__["conf_file"]):
+        pass
+    seconds = round(time.monotonic() - started, 3)
+    log.info("lifecycle: warmed up in %.1fs", seconds)
+    _emit(phoenix.lifecycle.events.tag("warmed"), {"seconds": seconds})
+    return {"result": True, "comment": "orchestration modules, ledger and AWS clients loaded", "seconds": seconds}
 
 
 # -- for people ------------------------------------------------------------------------------------

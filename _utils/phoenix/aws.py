@@ -157,8 +157,18 @@ def _operation_name(method: str) -> str:
     return "".join(part.capitalize() for part in method.split("_"))
 
 
+# boto3 sessions shared by every AWS adapter of this process, per (profile, region). A new session parses
+# botocore's service models again (EC2's alone is megabytes of JSON): on a loaded master that took 1-4 s
+# for each provisioning step that talks to AWS. Sessions are not thread-safe, so clients are created
+# under the lock; clients themselves are. A session resolves its credentials once and keeps them
+# (refreshable ones, such as an instance profile's or an assumed role's, refresh themselves).
+_SESSIONS: dict[tuple[str | None, str | None], Any] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
 class AWS:
-    """Client factory and call wrapper. One instance per Salt call; clients are cached per service."""
+    """Client factory and call wrapper. One instance per Salt call; clients are cached per service, and
+    the boto3 session behind them per process (see ``_SESSIONS``)."""
 
     def __init__(self, settings: AWSSettings, session: Any = None) -> None:
         self.settings = settings
@@ -170,23 +180,27 @@ class AWS:
 
     # -- clients ---------------------------------------------------------------------------------
     def _get_session(self) -> Any:
+        """The session (lock held: ``_SESSIONS_LOCK``)."""
         if self._session is None:
             import boto3
             import botocore.exceptions
 
-            try:
-                self._session = boto3.session.Session(
-                    profile_name=self.settings.profile, region_name=self.settings.region
-                )
-            except botocore.exceptions.ProfileNotFound as exc:
-                raise PhoenixAWSError(
-                    "CreateSession", f"profile {self.settings.profile}", str(exc), "ProfileNotFound"
-                ) from None
+            key = (self.settings.profile, self.settings.region)
+            if key not in _SESSIONS:
+                try:
+                    _SESSIONS[key] = boto3.session.Session(
+                        profile_name=self.settings.profile, region_name=self.settings.region
+                    )
+                except botocore.exceptions.ProfileNotFound as exc:
+                    raise PhoenixAWSError(
+                        "CreateSession", f"profile {self.settings.profile}", str(exc), "ProfileNotFound"
+                    ) from None
+            self._session = _SESSIONS[key]
         return self._session
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` with adaptive retries and this adapter's endpoint."""
-        with self._lock:
+        with self._lock, _SESSIONS_LOCK:
             if service not in self._clients:
                 from botocore.config import Config
 

@@ -17,7 +17,11 @@
 {%- set port = cfg.get('port', 80) %}
 {%- set app_port = cfg.get('app_port', 8000) %}
 {%- set from_deploy = cfg.get('source', 'salt') == 'deploy' %}
-{%- set deploy_target = salt['pillar.get']('phoenix:deploy:target', '') %}
+{%- set deploy_target = (salt['pillar.get']('phoenix:deploy:target') or '') | string %}
+{#- a relative phoenix:deploy:target is under the minion's root_dir, as deployed_commit resolves it #}
+{%- if deploy_target and not deploy_target.startswith('/') %}
+{%- set deploy_target = (opts.get('root_dir') or '/').rstrip('/') ~ '/' ~ deploy_target %}
+{%- endif %}
 {%- set app_dir = deploy_target if from_deploy else root ~ cfg.get('app_dir', '/srv/' ~ name) %}
 {%- set app_spec = cfg.get('app', 'webapp_app:create_app()') %}
 {%- set runner_dir = root ~ cfg.get('runner_dir', '/usr/local/lib/' ~ name) %}
@@ -41,7 +45,7 @@
 {%- set boot_dir = root ~ cfg.get('boot_dir', '/etc/localcloud/boot.d') %}
 {%- set log_dir = root ~ '/var/log/' ~ name %}
 {%- set run_dir = root ~ '/run/' ~ name %}
-{%- set command = [python, runner_dir ~ '/serve.py', '--host', address, '--port', app_port, '--instance', grains['id'], '--app-dir', app_dir, '--app', app_spec] + ([] if debugger else ['--no-debugger']) %}
+{%- set command = [python, runner_dir ~ '/serve.py', '--host', address, '--port', app_port, '--instance', grains['id'], '--app-dir', app_dir, '--app', app_spec] + ([] if debugger else ['--no-debugger']) + (['--commit-header', cfg['commit_header']] if cfg.get('commit_header') else []) %}
 {%- set command_line = command | map('string') | map('quote') | join(' ') %}
 {%- set nginx_argv = [nginx_bin, '-p', nginx_prefix, '-c', nginx_conf] | map('quote') | join(' ') %}
 

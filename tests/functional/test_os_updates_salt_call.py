@@ -62,3 +62,18 @@ def test_a_failing_upgrade_fails_the_state_with_the_reason(minion):
     assert rc != 0 and ret["result"] is False
     assert "os-updates:" in ret["comment"] and "failed (100): E: Sub-process /usr/bin/dpkg returned an error" \
         in ret["comment"]
+
+
+def test_production_defaults_are_the_full_and_security_upgrades_in_the_foreground(minion):
+    """Without pillar the state runs Debian's full upgrade and the security origins (test=True: nothing
+    runs), and looks for Debian's reboot flag."""
+    (minion["root"].parent / "pillar" / "top.sls").write_text("base: {}\n")
+    rc, out, _ = salt_call(minion["conf"], "os_updates.planned", check=True)
+    assert out == ["apt-get update",
+                   "apt-get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold dist-upgrade",
+                   "unattended-upgrade -v"]
+    rc, out, _ = salt_call(minion["conf"], "state.apply", "os_updates", "test=True")
+    ret = _one(out)
+    assert rc == 0 and ret["result"] is None and "Would run 3 update command(s)" in ret["comment"], ret
+    rc, out, _ = salt_call(minion["conf"], "os_updates.reboot_required", check=True)
+    assert out["flag"] == "/var/run/reboot-required"

@@ -92,6 +92,15 @@ def test_the_app_can_come_from_the_deployed_checkout(repo, tmp_path):
     assert arg(low, "webapp-allowlist", "app") == "shop.wsgi:create_app()"
     assert arg(low, "webapp-app-unit", "context")["command"].endswith(
         " --app-dir /srv/checkout --app 'shop.wsgi:create_app()'")
+    # a relative target is under the minion's root_dir (as deployed_commit resolves it); the commit header
+    pillar["phoenix"]["deploy"]["target"] = "srv/checkout"
+    pillar["phoenix"]["webapp"]["commit_header"] = "X-App-Commit"
+    code, low, err = salt_call(conf, "state.show_sls", "webapp", f"pillar={json.dumps(pillar)}")
+    assert code == 0, err
+    checkout = str(tmp_path / "salt-root" / "srv" / "checkout")
+    assert arg(low, "webapp-allowlist", "cwd") == checkout
+    assert arg(low, "webapp-app-unit", "context")["command"].endswith(
+        f" --app-dir {checkout} --app 'shop.wsgi:create_app()' --commit-header X-App-Commit")
     pillar["phoenix"]["deploy"] = {}
     code, ret, err = salt_call(conf, "state.apply", "webapp", f"pillar={json.dumps(pillar)}")
     (only,) = ret.values()

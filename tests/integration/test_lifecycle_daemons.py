@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from localcloud import LocalCloud
+from localcloud.identity import IdentitySigner
 from localcloud.salt_instance import SaltInstanceAgent
 from localcloud.testing import client, wait_until
 from phoenix.lifecycle.ledger import Ledger
@@ -69,9 +70,11 @@ def salt_master(salt_factories, cloud, queue, agent, pillar, tmp_path_factory):
     certificate.write_text(cloud.identity_certificate_pem)
     # on_auth_event_callback: salt-factories would otherwise run `salt-key --accept` for every pending key
     # it sees on the bus, which is exactly what must not happen here
+    # key_timeout: the forgery test holds two instances' own minions back while forged keys are reviewed
+    overrides = lm.master_overrides(cloud.endpoint, queue["url"], certificate, pillar,
+                                    lifecycle={"key_timeout": 300})
     factory = salt_factories.salt_master_daemon(
-        "lifecycle-master", overrides=lm.master_overrides(cloud.endpoint, queue["url"], certificate, pillar),
-        on_auth_event_callback=lambda master, payload: None)
+        "lifecycle-master", overrides=overrides, on_auth_event_callback=lambda master, payload: None)
     factory.environ.update(lm.CREDS)  # the session's factories copied the environment before aws_env ran
     agent.master_port = factory.config["ret_port"]
     agent.publish_port = factory.config["publish_port"]
@@ -203,7 +206,19 @@ def test_slow_provisioning_survives_past_the_heartbeat_timeout(salt_master, aws,
 
 
 def test_forgeries_accept_provision_and_signal_nothing(salt_master, aws, queue, ledger, event_listener, cloud,
-                                                       agent):
+                                                       agent, monkeypatch):
+    # two instances of lc-forge-held boot without their own minion until the test lets them (forgeries 4
+    # and 5 need an instance whose lifecycle action is in flight and whose key was never accepted)
+    held: list[str] = []
+    boot = agent.start
+
+    def start(instance_id: str) -> None:
+        if any(r["instance_id"] == instance_id for r in cloud.instances("lc-forge-held")):
+            held.append(instance_id)
+            return
+        boot(instance_id)
+
+    monkeypatch.setattr(agent, "start", start)
     lm.make_group(aws, "lc-forge", queue["arn"], desired=1, terminating=False)
     (victim,) = lm.wait_in_service(aws, "lc-forge", 1)
     lm.settled(ledger, victim)
@@ -231,14 +246,57 @@ def test_forgeries_accept_provision_and_signal_nothing(salt_master, aws, queue, 
         assert "Salt denied this key" in denied.data["reason"]
         assert made_up in lm.pending_keys(salt_master) and made_up not in lm.accepted_keys(salt_master)
     finally:
-        for proc in forgers:
-            os.killpg(proc.pid, signal.SIGKILL)  # the minion and the processes it forked
-            proc.wait(10)
-            shutil.rmtree(proc.sock_dir, ignore_errors=True)
+        stop_rogues(forgers)
     assert api(cloud, "CompleteLifecycleAction") == completions
     assert ledger.latest(victim).state == "continued" and ledger.latest(made_up) is None
     assert [n["kind"] for n in ledger.notes(made_up)] == ["ignored", "key_refused"]
     stop_group(aws, "lc-forge")
+
+    # 4. a replayed identity document: the victim's (already used to accept its key), shown with another
+    #    key for an instance that really waits for its key
+    # 5. a document signed by another key: an in-flight instance's own document, signed by a key that is
+    #    not the configured certificate's
+    lm.make_group(aws, "lc-forge-held", queue["arn"], desired=2, terminating=False)
+    wait_until(lambda: len(held) == 2 and all(ledger.in_flight(i) for i in held), timeout=120, interval=0.3,
+               message="two held instances with an in-flight LAUNCHING action")
+    replayed, resigned = held
+    own = lm.http_get(f"{cloud.imds_url(resigned)}/latest/dynamic/instance-identity/document")
+    other_signature = IdentitySigner("us-east-1", key_size=1024).sign(own.encode())
+    completions = api(cloud, "CompleteLifecycleAction")
+    start = time.time()
+    forgers = [lm.rogue_minion(agent, replayed, document, signature, name="replay"),
+               lm.rogue_minion(agent, resigned, own, other_signature, name="other-signer")]
+    reasons = {replayed: "this identity document was already used to accept a key (replay)",
+               resigned: "not signed by the configured certificate's key"}
+    try:
+        for iid, reason in reasons.items():
+            lm.wait_event(event_listener, salt_master.id, f"phoenix/lifecycle/key/refused/{iid}", start,
+                          timeout=120, where=lambda e, reason=reason: reason in e.data["reason"])
+            assert iid in lm.pending_keys(salt_master) and iid not in lm.accepted_keys(salt_master)
+            assert any(reason in n["detail"] for n in ledger.notes(iid, "key_refused")), ledger.notes(iid)
+            assert not ledger.key_accepted_before(iid)
+            assert ledger.in_flight(iid) is not None  # not ABANDONed, not CONTINUEd: still AWS's to decide
+        assert set(lm.instances(aws, "lc-forge-held").values()) == {"Pending:Wait"}
+        assert api(cloud, "CompleteLifecycleAction") == completions
+        assert not lm.events(event_listener, salt_master.id, "phoenix/lifecycle/key/accepted/*", start)
+    finally:
+        stop_rogues(forgers)
+    # the forgers' pending keys go (what an operator does); the instances' own minions then get in
+    for iid in held:
+        ret = salt_master.salt_key_cli(timeout=60).run("--delete", iid, "--yes")
+        assert ret.returncode == 0, ret.stderr
+        boot(iid)
+    lm.wait_in_service(aws, "lc-forge-held", 2, timeout=300)
+    assert all(lm.settled(ledger, iid).state == "continued" for iid in held)
+    assert api(cloud, "CompleteLifecycleAction") == completions + 2
+    stop_group(aws, "lc-forge-held")
+
+
+def stop_rogues(forgers) -> None:
+    for proc in forgers:
+        os.killpg(proc.pid, signal.SIGKILL)  # the minion and the processes it forked
+        proc.wait(10)
+        shutil.rmtree(proc.sock_dir, ignore_errors=True)
 
 
 def test_a_master_restart_mid_provisioning_completes_once(salt_master, aws, queue, ledger, event_listener, cloud,

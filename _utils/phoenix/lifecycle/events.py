@@ -4,6 +4,8 @@ Only the engine fires the two *trigger* tags, after the action is durably in the
 
     phoenix/lifecycle/launching/<instance-id>      reactor -> orch.provision
     phoenix/lifecycle/terminating/<instance-id>    reactor -> orch.retire
+    phoenix/lifecycle/warmup                       reactor -> orch.warmup (the engine's start: loads the
+                                                   orchestration machinery, no AWS call)
 
 Any minion can forge those tags, so what they carry is never trusted: the orchestration re-reads the
 ledger and AWS. Progress and outcomes (for people and tests to watch)::
@@ -22,6 +24,7 @@ ledger and AWS. Progress and outcomes (for people and tests to watch)::
     phoenix/lifecycle/continued/<id>         CONTINUE accepted by AWS
     phoenix/lifecycle/abandoned/<id>         ABANDON accepted by AWS (reason)
     phoenix/lifecycle/retired/<id>           the terminated instance's key and minion cache are gone
+    phoenix/lifecycle/warmed                 orch.warmup ran in the reactor's process (seconds)
 """
 
 from __future__ import annotations
