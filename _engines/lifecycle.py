@@ -163,7 +163,11 @@ class _Keys:
                     log.exception("lifecycle: key review of %s failed", data.get("id"))
 
 
-def _loop(name: str, stop: threading.Event, step: Any, pause: float) -> None:
+def _loop(name: str, stop: threading.Event, step: Any, pause: float, delay: float = 0.0) -> None:
+    """Run ``step`` until ``stop``; the first after ``delay`` seconds (the queue waits for the reactor,
+    which Salt starts beside this engine: a trigger fired before it listens would wait for RETRIGGER)."""
+    if stop.wait(delay):
+        return
     while not stop.is_set():
         try:
             step()
@@ -199,8 +203,9 @@ def start(interval: float = 1.0, **overrides: Any) -> None:
     threads[0].start()
     time.sleep(0.5)
     queue.resume()
-    threads += [threading.Thread(target=_loop, args=("queue", stop, queue.poll_once, 2.0), name="lifecycle-queue",
-                                 daemon=True),
+    threads += [threading.Thread(target=_loop, args=("queue", stop, queue.poll_once, 2.0,
+                                                      phoenix.lifecycle.consumer.RESUME_DELAY),
+                                 name="lifecycle-queue", daemon=True),
                 threading.Thread(target=_loop, args=("heartbeats", stop, beats.heartbeat_once, float(interval)),
                                  name="lifecycle-heartbeats", daemon=True)]
     for thread in threads[1:]:
