@@ -32,16 +32,11 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = REPO / "templates" / "phoenix-fleet.yaml"
-POLICY = REPO / "templates" / "phoenix-fleet.stack-policy.json"
 STACK = "web"
-PARAM = f"/phoenix/{STACK}/deploy-token"
-BUCKET, KEY = "phoenix-artifacts", f"phoenix/{STACK}/deployed-commit"
 DEBUGGER = "/?__debugger__=yes&cmd=resource&f=style.css"
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
@@ -138,26 +133,9 @@ def print_status(status: dict[str, Any]) -> None:
         print(f"  cycle due: {'YES' if schedule.get('due') else 'no'} ({schedule.get('reason')})")
 
 
-def stack_parameters(ec2: Any, instances: int, batch: int, now: str) -> list[dict[str, str]]:
-    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-    subnets = ",".join(s["SubnetId"] for s in ec2.describe_subnets(
-        Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][:2])
-    values = {"RebuildTimestamp": now, "ImageId": "ami-12c6146b", "InstanceType": "t3.small",
-              "MinSize": str(instances), "MaxSize": str(instances + batch), "DesiredCapacity": str(instances),
-              "RollingMaxBatchSize": str(batch), "RollingMinInstancesInService": str(instances),
-              "MaxInstanceLifetime": "172800", "AppPort": "8080", "HealthCheckPath": "/health",
-              "SaltMaster": "127.0.0.1", "SaltVersion": "3008", "HookHeartbeatTimeout": "600",
-              "RetireHeartbeatTimeout": "300", "VpcId": vpc, "InstanceSubnetIds": subnets,
-              "LoadBalancerSubnetIds": subnets, "ClientCidr": "127.0.0.0/8", "SaltMasterCidr": "127.0.0.1/32",
-              # the ALB drains a leaving instance this long (virtual seconds; AWS's default is 300)
-              "DeregistrationDelay": "5", "ArtifactBucket": BUCKET, "ArtifactPrefix": "phoenix/"}
-    return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from devtools.alb import SteadyClient
-    from devtools.fleet import PhoenixSystem, WEBAPP_PILLAR, wait_in_service
-    from devtools.gitserver import GitServer, make_repository
+    from devtools.fleet import PhoenixSystem, wait_in_service, web_fleet
     from devtools.secret_scan import scan
     from localcloud.testing import wait_until
 
@@ -169,48 +147,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     system = PhoenixSystem(root, boot_seconds=1.0, master_id="phoenix-demo-master")
     print(f"Phoenix fleet demo: {args.instances} instances; everything this run writes is in {root}")
     display = Display(began)
-    git: Any = None
     try:
         system.start()
         cloud = system.cloud
-        aws = {n: system.client(n) for n in ("cloudformation", "autoscaling", "ec2", "ssm", "s3", "elbv2")}
+        aws = {n: system.client(n) for n in ("cloudformation", "autoscaling", "ec2", "elbv2")}
         print(f"\n== localcloud on {cloud.endpoint} (instances on {cloud.addresses.network})")
-        # the release to deploy: a git repository only the SSM-held token opens, its commit in S3
-        git_root = root / "git"
-        _, sha = make_repository(git_root, "app.git", {"README": "the application source\n"})
-        git = GitServer(git_root, secret).start()
-        aws["ssm"].put_parameter(Name=PARAM, Value=secret, Type="SecureString")
-        aws["s3"].create_bucket(Bucket=BUCKET)
-        aws["s3"].put_object(Bucket=BUCKET, Key=KEY, Body=sha.encode())
-        now = datetime.fromtimestamp(cloud.clock.now(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        aws["cloudformation"].create_stack(
-            StackName=STACK, TemplateBody=TEMPLATE.read_text(), Capabilities=["CAPABILITY_IAM"],
-            Parameters=stack_parameters(aws["ec2"], args.instances, args.batch, now), StackPolicyBody=POLICY.read_text())
-        out = {o["OutputKey"]: o["OutputValue"] for o in
-               aws["cloudformation"].describe_stacks(StackName=STACK)["Stacks"][0]["Outputs"]}
-        group = out["GroupName"]
-        print(f"== stack {STACK} (templates/phoenix-fleet.yaml): group {group}, {args.instances} instances "
-              f"launching, waiting in Pending:Wait for Salt")
-
+        print(f"== stack {STACK} (templates/phoenix-fleet.yaml) of {args.instances} instances: they boot and wait in "
+              "Pending:Wait for Salt")
         print("== salt-master from conf/master.d/phoenix-lifecycle.conf + phoenix-secrets.conf "
-              "(lifecycle engine, reactor)")
-        system.start_master(
-            out["HookQueueUrl"], groups=[group], secrets=True,
-            lifecycle={"highstate_timeout": 300, "health_timeout": 60, "key_timeout": 120},
-            phoenix={"profile": {"runtime": out["RuntimeInstanceProfileArn"], "verify_timeout": 10},
-                     "rebuild": {"min_healthy_percentage": 100}},
-            states={"top.sls": {"base": {"i-*": ["os_updates", "deployed_commit", "webapp"]}}},
-            pillar={"top.sls": {"base": {"i-*": ["webapp", "phoenix"]}}, "webapp.sls": WEBAPP_PILLAR,
-                    "phoenix.sls": {"phoenix": {
-                        "aws": {"endpoint_url": cloud.endpoint, "region": "us-east-1", "max_attempts": 2},
-                        "secrets": {"ssm": {"deploy_token": PARAM}},
-                        "deploy": {"bucket": BUCKET, "key": KEY, "repository": git.url("app.git"),
-                                   "target": "srv/app-source", "record": "var/lib/phoenix/deployed_commit.json",
-                                   "token_secret": "deploy_token"},
-                        # the harmless stand-in for apt on a shared machine (python -m devtools.fake_upgrade)
-                        "os_updates": {"commands": [[sys.executable, "-m", "devtools.fake_upgrade",
-                                                     "{root_dir}/run/reboot-required"]],
-                                       "reboot_flag": "run/reboot-required"}}}})
+              "(lifecycle engine, reactor, SSM secrets in pillar during provisioning only)")
+        fleet = web_fleet(system, instances=args.instances, batch=args.batch, secret=secret, stack=STACK)
+        group, out = fleet["group"], fleet["outputs"]
         bus = system.bus
         assert bus is not None
         bus.listeners.append(display)
@@ -319,8 +266,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         display.enabled = False
         print("\n== stopping everything this demo started ...")
         system.stop()
-        if git is not None:
-            git.stop()
         left = system.leftovers()
         result["leftovers"] = left
         result["total_s"] = round(time.time() - began, 1)
@@ -332,13 +277,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def fleet_ids(aws: dict[str, Any], group: str) -> list[str]:
-    found = aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
-    return [i["InstanceId"] for i in found[0]["Instances"]] if found else []
+    from devtools.fleet import group_ids
+
+    return group_ids(aws, group)
 
 
 def status(system: Any) -> dict[str, Any]:
-    out = system.salt_run_json("salt.cmd", "rebuild.status", f"stack={STACK}")
-    return out.get("data", out) if isinstance(out, dict) and "instances" not in out else out
+    from devtools.fleet import rebuild_status
+
+    return rebuild_status(system, STACK)
 
 
 def print_summary(r: dict[str, Any]) -> None:

@@ -22,7 +22,6 @@ import fnmatch
 import getpass
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -295,6 +294,8 @@ class PhoenixSystem:
         self.opts: dict[str, Any] = {}
         self.bus: Bus | None = None
         self.alb: Any = None
+        #: more things to stop (first), e.g. a git server the run started
+        self.on_stop: list[Callable[[], Any]] = []
         self._previous_handlers: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ start
@@ -422,6 +423,8 @@ class PhoenixSystem:
     def stop(self) -> None:
         """Stop the load balancer, the event bus, the master, localcloud and every instance."""
         errors: list[str] = []
+        while self.on_stop:
+            _try(self.on_stop.pop(), errors)
         if self.alb is not None:
             _try(self.alb.stop, errors)
         if self.bus is not None:
@@ -485,3 +488,91 @@ def _write_files(root: Path, files: dict[str, Any]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
     return root
+
+
+# ---------------------------------------------------------------------------------------------- the web fleet
+TEMPLATE = REPO / "templates" / "phoenix-fleet.yaml"
+STACK_POLICY = REPO / "templates" / "phoenix-fleet.stack-policy.json"
+
+
+def stack_parameters(ec2: Any, instances: int, batch: int, now: str, deregistration_delay: int = 5,
+                     heartbeat: int = 600, bucket: str = "phoenix-artifacts") -> list[dict[str, str]]:
+    """Parameters of templates/phoenix-fleet.yaml for localcloud: ``instances`` kept in service during a
+    rolling update of ``batch`` at a time, the instances' NGINX on 8080, a short deregistration delay."""
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = ",".join(s["SubnetId"] for s in ec2.describe_subnets(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][:2])
+    values = {"RebuildTimestamp": now, "ImageId": AMI, "InstanceType": "t3.small",
+              "MinSize": str(instances), "MaxSize": str(instances + batch), "DesiredCapacity": str(instances),
+              "RollingMaxBatchSize": str(batch), "RollingMinInstancesInService": str(instances),
+              "MaxInstanceLifetime": "172800", "AppPort": "8080", "HealthCheckPath": "/health",
+              "SaltMaster": "127.0.0.1", "SaltVersion": "3008", "HookHeartbeatTimeout": str(heartbeat),
+              "RetireHeartbeatTimeout": "300", "VpcId": vpc, "InstanceSubnetIds": subnets,
+              "LoadBalancerSubnetIds": subnets, "ClientCidr": "127.0.0.0/8", "SaltMasterCidr": "127.0.0.1/32",
+              "DeregistrationDelay": str(deregistration_delay), "ArtifactBucket": bucket,
+              "ArtifactPrefix": "phoenix/"}
+    return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
+
+
+def web_fleet(system: PhoenixSystem, *, instances: int, batch: int, secret: str, stack: str = "web",
+              deregistration_delay: int = 5, highstate_timeout: int = 300) -> dict[str, Any]:
+    """The production stack (templates/phoenix-fleet.yaml) of ``instances`` on ``system``'s localcloud, and
+    its salt-master: what the demo and the fleet benchmark run.
+
+    The release: a git repository that only ``secret`` opens (devtools.gitserver, an SSM SecureString
+    under /phoenix/), its commit in S3. The instances' highstate: OS updates (a harmless stand-in for apt),
+    the deployed commit fetched with the secret, the web role (the sample Flask app with the Werkzeug
+    debugger ON behind its own NGINX with the allowlist). The master: the documented configs
+    (phoenix-lifecycle.conf + phoenix-secrets.conf), the group, the stack's queue and runtime profile.
+    The stack is created first (its instances boot and wait in Pending:Wait), then the master starts.
+    Returns ``{"stack", "group", "outputs", "git", "commit"}``."""
+    from datetime import datetime, timezone
+
+    from devtools.gitserver import GitServer, make_repository
+
+    cloud = system.cloud
+    aws = {n: system.client(n) for n in ("cloudformation", "ec2", "ssm", "s3")}
+    param, bucket, key = f"/phoenix/{stack}/deploy-token", "phoenix-artifacts", f"phoenix/{stack}/deployed-commit"
+    git_root = system.root / "git"
+    _, sha = make_repository(git_root, "app.git", {"README": "the application source\n"})
+    git = GitServer(git_root, secret).start()
+    system.on_stop.append(git.stop)
+    aws["ssm"].put_parameter(Name=param, Value=secret, Type="SecureString")
+    aws["s3"].create_bucket(Bucket=bucket)
+    aws["s3"].put_object(Bucket=bucket, Key=key, Body=sha.encode())
+    now = datetime.fromtimestamp(cloud.clock.now(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    aws["cloudformation"].create_stack(
+        StackName=stack, TemplateBody=TEMPLATE.read_text(), Capabilities=["CAPABILITY_IAM"],
+        Parameters=stack_parameters(aws["ec2"], instances, batch, now, deregistration_delay, bucket=bucket),
+        StackPolicyBody=STACK_POLICY.read_text())
+    out = {o["OutputKey"]: o["OutputValue"] for o in
+           aws["cloudformation"].describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]}
+    group = out["GroupName"]
+    system.start_master(
+        out["HookQueueUrl"], groups=[group], secrets=True,
+        lifecycle={"highstate_timeout": highstate_timeout, "health_timeout": 60, "key_timeout": 120},
+        phoenix={"profile": {"runtime": out["RuntimeInstanceProfileArn"], "verify_timeout": 10},
+                 "rebuild": {"min_healthy_percentage": 100}},
+        states={"top.sls": {"base": {"i-*": ["os_updates", "deployed_commit", "webapp"]}}},
+        pillar={"top.sls": {"base": {"i-*": ["webapp", "phoenix"]}}, "webapp.sls": WEBAPP_PILLAR,
+                "phoenix.sls": {"phoenix": {
+                    "aws": {"endpoint_url": cloud.endpoint, "region": "us-east-1", "max_attempts": 2},
+                    "secrets": {"ssm": {"deploy_token": param}},
+                    "deploy": {"bucket": bucket, "key": key, "repository": git.url("app.git"),
+                               "target": "srv/app-source", "record": "var/lib/phoenix/deployed_commit.json",
+                               "token_secret": "deploy_token"},
+                    # the harmless stand-in for apt on a shared machine (python -m devtools.fake_upgrade)
+                    "os_updates": {"commands": [[sys.executable, "-m", "devtools.fake_upgrade",
+                                                 "{root_dir}/run/reboot-required"]],
+                                   "reboot_flag": "run/reboot-required"}}}})
+    return {"stack": stack, "group": group, "outputs": out, "git": git, "commit": sha}
+
+
+def group_ids(aws: dict[str, Any], group: str) -> list[str]:
+    """Instance ids of ``group`` now."""
+    return list(instances(aws, group))
+
+
+def rebuild_status(system: PhoenixSystem, stack: str) -> dict[str, Any]:
+    """``salt-run salt.cmd rebuild.status stack=<stack>`` on the system's master."""
+    return system.salt_run_json("salt.cmd", "rebuild.status", f"stack={stack}")
