@@ -50,10 +50,7 @@ class Display:
 
     def __init__(self, start: float, out: Any = sys.stdout) -> None:
         self.start, self.out, self.enabled = start, out, True
-        self.names: dict[str, str] = {}
-
-    def name(self, iid: str) -> str:
-        return iid
+        self.refused: set[tuple[str, Any]] = set()
 
     def line(self, text: str) -> None:
         print(f"  [{time.time() - self.start:6.1f}s] {text}", file=self.out, flush=True)
@@ -69,7 +66,9 @@ class Display:
             elif kind == "key" and parts[3] == "accepted":
                 self.line(f"{iid}  key accepted (identity document verified)")
             elif kind == "key" and parts[3] == "refused":
-                self.line(f"{iid}  key REFUSED: {data.get('reason')}")
+                if (iid, data.get("reason")) not in self.refused:  # a minion asks again every second
+                    self.refused.add((iid, data.get("reason")))
+                    self.line(f"{iid}  key left pending: {data.get('reason')}")
             elif kind == "step":
                 step = data.get("step", "?")
                 if step == "claim" and not data.get("result"):
@@ -320,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.fleet", description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=3, help="instances in the group (default 3)")
     parser.add_argument("--batch", type=int, default=1, help="rolling update batch size (default 1)")
-    parser.add_argument("--logs", help="write the run's files here (default: a new /tmp/phoenix-demo-* folder)")
+    parser.add_argument("--logs", help="write the run's files here (default: a new phoenix-demo-* folder in the temporary directory)")
     parser.add_argument("--json", help="also write the outcome as JSON to this file")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the fleet (default 300)")
     args = parser.parse_args(argv)

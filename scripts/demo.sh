@@ -17,7 +17,7 @@ $PHOENIX_VENV), then runs one of them on 127.0.0.1 and stops everything it start
                    salt-run state.orchestrate orch.rebuild with a live display of the master's event bus,
                    keeps requests flowing through an NGINX load balancer (goal: 0 failed) and prints a
                    summary. About 4-5 minutes on 2 cores. Options: python -m demo.fleet --help
-                   (e.g. -- --instances 5 --logs /tmp/phoenix-demo).
+                   (e.g. -- --instances 5 --logs DIR).
   allowlist        the allowlist alone: the Flask app behind two NGINX servers, one without and one with
                    the allowlist that nginx_whitelist.managed writes through salt-call --local.
 TEXT
