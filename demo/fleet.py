@@ -157,6 +157,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               "(lifecycle engine, reactor, SSM secrets in pillar during provisioning only)")
         fleet = web_fleet(system, instances=args.instances, batch=args.batch, secret=secret, stack=STACK)
         group, out = fleet["group"], fleet["outputs"]
+        # the load balancer follows the target group from the start (it routes once targets are healthy)
+        alb = system.start_load_balancer(out["TargetGroupArn"])
         bus = system.bus
         assert bus is not None
         bus.listeners.append(display)
@@ -181,7 +183,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["allowlist"] = answers
 
         # ---------------------------------------------------------------- the load balancer and traffic
-        alb = system.start_load_balancer(out["TargetGroupArn"])
         alb.wait_routed(lambda routed: len(routed) == args.instances, timeout=120)
         print(f"\n== load balancer: NGINX on {alb.url}, upstreams follow target group "
               f"{out['TargetGroupArn'].rsplit(':', 1)[-1]} (healthy targets only, 5 s deregistration delay)")
