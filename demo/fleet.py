@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"   steady client: {traffic.ok} requests answered so far, {traffic.failed} failed")
 
             # ------------------------------------------------------------ status, a day, the rebuild
-            print("\n== salt-run salt.cmd rebuild.status stack=web")
+            print("\n== rebuild.status stack=web  (salt-run salt.cmd rebuild.status stack=web)")
             before = status(system)
             print_status(before)
             cloud.advance(86400)
