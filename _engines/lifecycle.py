@@ -186,7 +186,11 @@ def _warm_up(emit: Any, warmed: threading.Event, stop: threading.Event) -> None:
                     "reactor config?): the first launches load the orchestration machinery themselves")
 
 
-def _loop(name: str, stop: threading.Event, step: Any, pause: float) -> None:
+def _loop(name: str, stop: threading.Event, step: Any, pause: float, delay: float = 0.0) -> None:
+    """Run ``step`` until ``stop``; the first after ``delay`` seconds (the queue waits for the reactor,
+    which Salt starts beside this engine: a trigger fired before it listens would wait for RETRIGGER)."""
+    if stop.wait(delay):
+        return
     while not stop.is_set():
         try:
             step()
@@ -223,8 +227,9 @@ def start(interval: float = 1.0, **overrides: Any) -> None:
     time.sleep(0.5)
     threading.Thread(target=_warm_up, args=(emit, keys.warmed, stop), name="lifecycle-warmup", daemon=True).start()
     queue.resume()
-    threads += [threading.Thread(target=_loop, args=("queue", stop, queue.poll_once, 2.0), name="lifecycle-queue",
-                                 daemon=True),
+    threads += [threading.Thread(target=_loop, args=("queue", stop, queue.poll_once, 2.0,
+                                                      phoenix.lifecycle.consumer.RESUME_DELAY),
+                                 name="lifecycle-queue", daemon=True),
                 threading.Thread(target=_loop, args=("heartbeats", stop, beats.heartbeat_once, float(interval)),
                                  name="lifecycle-heartbeats", daemon=True)]
     for thread in threads[1:]:

@@ -4,8 +4,9 @@
 
 A real salt-master started from conf/master.d/phoenix-lifecycle.conf (engine, reactor, auth events), a
 localcloud Auto Scaling group with Phoenix's LAUNCHING hook, and N instances that are real salt-minions
-(localcloud.salt_instance). The instances' highstate is the test role of the daemon tests
-(tests/integration/lifecycle_roots). The master's event bus gives the times.
+(localcloud.salt_instance), all through devtools.fleet (the demo's and bench/fleet.py's harness). The
+instances' highstate is the stand-in role of the daemon tests (the files of
+tests/integration/lifecycle_roots, copied into the run). The master's event bus gives the times.
 
 Prints, for each instance: notification -> CONTINUE, the highstate's own time, and the difference (what
 Phoenix and Salt add around the highstate), then the median and max of that difference (target: under
@@ -17,14 +18,10 @@ claim done), minion answering, highstate, health check, signal.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,72 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 for extra in (REPO / "_utils", REPO):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
-os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO / "_utils"), str(REPO), os.environ.get("PYTHONPATH", "")])
-for key, value in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                   "AWS_DEFAULT_REGION": "us-east-1"}.items():
-    os.environ.setdefault(key, value)
 
-import yaml  # noqa: E402
+from devtools.fleet import PhoenixSystem, make_group, wait_in_service  # noqa: E402
 
-from localcloud import LocalCloud  # noqa: E402
-from localcloud.salt_instance import SaltInstanceAgent  # noqa: E402
-from localcloud.testing import client, wait_until  # noqa: E402
-from tests.integration import lifecycle_master as lm  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Bus:
-    """Collects every master event with its arrival time (a thread on the master's event bus)."""
-
-    def __init__(self, opts: dict[str, Any]) -> None:
-        import salt.utils.event
-
-        self.events: list[tuple[float, str, dict[str, Any]]] = []
-        self._stop = threading.Event()
-        self._bus = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            event = self._bus.get_event(wait=0.5, full=True)
-            if event:
-                self.events.append((time.time(), event["tag"], event.get("data") or {}))
-
-    def first(self, tag: str, where=lambda d: True) -> tuple[float, dict[str, Any]] | None:
-        for at, t, data in list(self.events):
-            if t == tag and where(data):
-                return at, data
-        return None
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._bus.destroy()
-
-
-def start_master(root: Path, endpoint: str, queue_url: str, certificate: Path, pillar: Path) -> tuple[Any, Path]:
-    config = lm.master_overrides(endpoint, queue_url, certificate, pillar)
-    config.update({"id": "bench-master", "root_dir": str(root), "pki_dir": "pki", "cachedir": "cache",
-                   "sock_dir": "run/master", "pidfile": "run/master.pid", "log_file": "logs/master.log",
-                   "log_level_logfile": "info", "publish_port": free_port(), "ret_port": free_port(),
-                   # the master's internal TCP ports default to 4512-4515: other masters on the machine
-                   "tcp_master_pub_port": free_port(), "tcp_master_pull_port": free_port(),
-                   "tcp_master_publish_pull": free_port(), "tcp_master_workers": free_port(),
-                   "user": __import__("getpass").getuser()})
-    conf_dir = root / "conf"
-    conf_dir.mkdir(parents=True)
-    (conf_dir / "master").write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-c", "import salt.scripts; salt.scripts.salt_master()",
-                             "--config-dir", str(conf_dir), "--log-level", "quiet"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    return proc, conf_dir / "master"
+#: the instances' highstate: the stand-in role of the daemon tests (files read from there, nothing imported)
+TEST_ROLE = REPO / "tests" / "integration" / "lifecycle_roots"
 
 
 def main() -> int:
@@ -108,51 +44,33 @@ def main() -> int:
     parser.add_argument("--keep", help="keep the run's files in this directory")
     args = parser.parse_args()
 
-    import signal
-
-    import salt.config
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the master and the instances on SIGTERM too
-
     root = Path(args.keep or tempfile.mkdtemp(prefix="phoenix-bench-provision-"))
-    agent = SaltInstanceAgent(root / "instances", master_port=0, publish_port=0)
-    master = None
-    bus = None
     try:
-        with LocalCloud(boot_seconds=args.boot, agent=agent) as cloud:
-            aws = {name: client(cloud.endpoint, name) for name in ("autoscaling", "ec2", "sqs")}
-            url = aws["sqs"].create_queue(QueueName="bench-lifecycle")["QueueUrl"]
-            arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            certificate = root / "identity.pem"
-            certificate.write_text(cloud.identity_certificate_pem)
-            pillar = lm.pillar_root(root)
-            master, conf = start_master(root / "master", cloud.endpoint, url, certificate, pillar)
-            opts = salt.config.master_config(str(conf))
-            agent.master_port, agent.publish_port = opts["ret_port"], opts["publish_port"]
-            wait_until(lambda: os.path.exists(os.path.join(opts["sock_dir"], "master_event_pub.ipc")), timeout=120,
-                       interval=0.5, message="the master's event bus")
-            bus = Bus(opts)
-            ledger = Path(opts["cachedir"]) / "phoenix" / "lifecycle.sqlite"
-            wait_until(ledger.exists, timeout=120, interval=0.5, message="the lifecycle engine's ledger")
-            time.sleep(5)  # the engine subscribes and polls, the reactor starts
+        with PhoenixSystem(root, boot_seconds=args.boot, master_id="bench-master") as system:
+            sqs = system.client("sqs")
+            aws = {name: system.client(name) for name in ("autoscaling", "ec2", "sqs")}
+            url = sqs.create_queue(QueueName="bench-lifecycle")["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            system.start_master(url, groups=["lc-*"],
+                                states={"top.sls": (TEST_ROLE / "top.sls").read_text(),
+                                        "lifecycle_test/init.sls": (TEST_ROLE / "lifecycle_test" / "init.sls").read_text(),
+                                        "lifecycle_test/healthd.py": (TEST_ROLE / "lifecycle_test" / "healthd.py").read_text()},
+                                pillar={"top.sls": {"base": {"i-*": ["lifecycle_test"]}},
+                                        "lifecycle_test.sls": {"lifecycle_test": {"mode": "ok"}}})
+            time.sleep(11)  # the engine reads the queue RESUME_DELAY (10 s) after it starts
             began = time.time()
-            lm.make_group(aws, "lc-bench", arn, desired=args.instances, terminating=False, max_size=args.instances)
-            lm.wait_in_service(aws, "lc-bench", args.instances, timeout=600)
+            make_group(aws, "lc-bench", arn, desired=args.instances, terminating=False, max_size=args.instances)
+            wait_in_service(aws, "lc-bench", args.instances, timeout=600)
             elapsed = time.time() - began
             time.sleep(1)
-            report(cloud, bus, elapsed)
+            report(system.cloud, system.bus, elapsed)
     finally:
-        if bus is not None:
-            bus.close()
-        if master is not None:
-            os.killpg(master.pid, 15)
-            master.wait(30)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def report(cloud: LocalCloud, bus: Bus, elapsed: float) -> None:
+def report(cloud: Any, bus: Any, elapsed: float) -> None:
     rows = []
     for record in cloud.instances("lc-bench"):
         iid = record["instance_id"]

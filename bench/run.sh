@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks, on demand (never in CI): bash bench/run.sh [allowlist|layouts|rebuild|provision|all] [-- extra args]
+# Benchmarks, on demand (never in CI): bash bench/run.sh [allowlist|layouts|rebuild|provision|fleet|all] [-- extra args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -12,6 +12,7 @@ fi
 VENV="${PHOENIX_VENV:-$PWD/.venv}"
 export PATH="$VENV/bin:$PATH" PYTHONPATH="$PWD/_utils:$PWD"
 what="${1:-all}"; shift || true
+if [ "${1:-}" = "--" ]; then shift; fi
 if [ "$what" = allowlist ] || [ "$what" = all ]; then "$VENV/bin/python" bench/allowlist.py "$@"; fi
 if [ "$what" = layouts ] || [ "$what" = all ]; then "$VENV/bin/python" bench/allowlist_layouts.py "$@"; fi
 if { [ "$what" = rebuild ] || [ "$what" = all ]; } && [ -f bench/rebuild_cycle.py ]; then
@@ -20,3 +21,4 @@ fi
 if { [ "$what" = provision ] || [ "$what" = all ]; } && [ -f bench/provision.py ]; then
   "$VENV/bin/python" bench/provision.py "$@"
 fi
+if [ "$what" = fleet ] || [ "$what" = all ]; then "$VENV/bin/python" bench/fleet.py "$@"; fi

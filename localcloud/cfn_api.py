@@ -156,6 +156,12 @@ def interceptors(cloud: "LocalCloud") -> dict[str, Interceptor]:
     def ok(action: str, result: dict | None = None) -> Response:
         return xml_response(response_xml(SERVICE, action, result))
 
+    def describe_stacks(req: ApiRequest, forward: Forward) -> Response:
+        response = forward()
+        if not response[0].startswith("200"):
+            return response
+        return response[0], response[1], list_parameters_as_aws(response[2])
+
     return {
         f"{SERVICE}:CreateStack": create_stack,
         f"{SERVICE}:UpdateStack": update_stack,
@@ -165,7 +171,27 @@ def interceptors(cloud: "LocalCloud") -> dict[str, Interceptor]:
         f"{SERVICE}:GetStackPolicy": needs_stack("Stack with id {name} does not exist"),
         f"{SERVICE}:SetStackPolicy": set_stack_policy,
         f"{SERVICE}:DescribeStackResources": needs_stack("Stack with id {name} does not exist"),
+        f"{SERVICE}:DescribeStacks": describe_stacks,
     }
+
+
+_PY_LIST = re.compile(r"<ParameterValue>\[((?:'[^'<>]*'(?:, )?)*)\]</ParameterValue>")
+
+
+def list_parameters_as_aws(body: bytes) -> bytes:
+    """DescribeStacks with ``List<...>``/``CommaDelimitedList`` parameter values as AWS shows them
+    (``subnet-a,subnet-b``, the text they were passed as); moto 5.2.5 renders the Python list
+    (``['subnet-a', 'subnet-b']``), which a client passing the values back (rebuild.cycle does) would
+    turn into a changed parameter and an update of every resource that uses it."""
+    def join(match: re.Match[str]) -> str:
+        items = re.findall(r"'([^'<>]*)'", match.group(1))
+        return f"<ParameterValue>{','.join(items)}</ParameterValue>"
+
+    text = body.decode()
+    fixed = _PY_LIST.sub(join, text)
+    if fixed == text:
+        return body
+    return fixed.encode()
 
 
 PAUSE_TIME = re.compile(r"PT(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?")

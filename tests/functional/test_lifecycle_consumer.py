@@ -14,7 +14,7 @@ from localcloud import LocalCloud
 from localcloud.testing import client, wait_until
 from phoenix.aws import AWS, settings_from
 from phoenix.lifecycle import signal
-from phoenix.lifecycle.consumer import Consumer
+from phoenix.lifecycle.consumer import RESUME_DELAY, Consumer
 from phoenix.lifecycle.ledger import LAUNCHING, Ledger, LedgerError
 from phoenix.lifecycle.options import options_from
 
@@ -176,7 +176,9 @@ def test_resume_triggers_what_is_in_flight_and_completion_happens_once(env):
     assert again.resume() == [iid]
     assert [t for t, _ in env["events"]] == [f"phoenix/lifecycle/resumed/{iid}"]
     assert env["ledger"].in_flight(iid).claimed_by is None  # the old orchestration died with the master
-    env["clock"]["now"] += 5.5  # the trigger follows a moment later, once the reactor listens too
+    env["clock"]["now"] += RESUME_DELAY - 0.5
+    assert again.heartbeat_once() == []  # not at once: the reactor may not listen yet
+    env["clock"]["now"] += 1.0  # the trigger follows RESUME_DELAY later, once the reactor listens too
     assert (iid, "retriggered") in again.heartbeat_once()
     assert f"phoenix/lifecycle/launching/{iid}" in [t for t, _ in env["events"]]
     assert again.heartbeat_once() == []  # and not again while the next orchestration has its chance

@@ -14,48 +14,23 @@ import yaml
 
 from localcloud.testing import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-CONF = REPO / "conf" / "master.d" / "phoenix-lifecycle.conf"
+from devtools import fleet
+from devtools.fleet import (AMI, CONF, CREDS, LAUNCHING, TERMINATING, documented_config, instances,  # noqa: F401
+                            make_group, wait_in_service)
+
+REPO = fleet.REPO
 ROOTS = Path(__file__).resolve().parent / "lifecycle_roots"
 # _modules, _states, _utils, reactor as symlinks: the whole checkout in file_roots would list .venv and .git too
 LOADER_ROOTS = Path(__file__).resolve().parent / "loader_roots"
 PILLAR = Path(__file__).resolve().parent / "lifecycle_pillar"
-LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
-TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
-AMI = "ami-12c6146b"
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def documented_config() -> dict[str, Any]:
-    """The master config file exactly as shipped."""
-    return yaml.safe_load(CONF.read_text())
 
 
 def master_overrides(endpoint: str, queue_url: str, certificate: Path, pillar_root: Path,
                      lifecycle: dict[str, Any] | None = None, extra_roots: list[str] | None = None) -> dict[str, Any]:
-    """The documented config plus what only a test knows (endpoint, queue, certificate, paths)."""
-    config = documented_config()
-    phoenix = config.pop("phoenix")
-    phoenix["aws"] = {"endpoint_url": endpoint, "region": "us-east-1", "max_attempts": 2}
-    phoenix["lifecycle"].update({"queue_url": queue_url, "groups": ["lc-*"], "identity_certificate": str(certificate),
-                                 "wait_seconds": 1, "key_timeout": 60, "highstate_timeout": 120,
-                                 "health_timeout": 15, "health": {"port": 8080}})
-    phoenix["lifecycle"].update(lifecycle or {})
-    # rebuild.cycle's instance refresh on a group of 3: keep 2 in service, replace one at a time
-    phoenix["rebuild"] = {"min_healthy_percentage": 60}
-    config.update({
-        "phoenix": phoenix,
-        "interface": "127.0.0.1",
-        "log_level_logfile": "info",
-        "file_roots": {"base": [str(REPO / "salt"), str(LOADER_ROOTS), str(ROOTS), *(extra_roots or [])]},
-        "pillar_roots": {"base": [str(pillar_root)]},
-        "runner_dirs": [str(REPO / "_runners")],
-        "engines_dirs": [str(REPO / "_engines")],
-        "module_dirs": [str(REPO / "_modules")],
-        "states_dirs": [str(REPO / "_states")],
-        "utils_dirs": [str(REPO / "_utils")],
-    })
-    return config
+    """The documented config plus what only a test knows (endpoint, queue, certificate, paths), with the
+    test roots (lifecycle_roots) in file_roots."""
+    return fleet.master_overrides(endpoint, queue_url, certificate, pillar_root, lifecycle=lifecycle,
+                                  extra_roots=[str(ROOTS), *(extra_roots or [])], loader_root=LOADER_ROOTS)
 
 
 def pillar_root(tmp: Path) -> Path:
@@ -69,40 +44,6 @@ def pillar_root(tmp: Path) -> Path:
 
 def set_mode(root: Path, mode: str, **extra: Any) -> None:
     (root / "lifecycle_test.sls").write_text(yaml.safe_dump({"lifecycle_test": {"mode": mode, **extra}}))
-
-
-def make_group(aws: dict[str, Any], name: str, queue_arn: str, desired: int = 1, heartbeat: int = 300,
-               terminating: bool = True, max_size: int = 6) -> None:
-    """An Auto Scaling group with Phoenix's hooks (LAUNCHING, DefaultResult ABANDON; TERMINATING), then
-    ``desired`` instances (hooks apply to instances launched after them)."""
-    aws["ec2"].create_launch_template(LaunchTemplateName=f"{name}-lt",
-                                      LaunchTemplateData={"ImageId": AMI, "InstanceType": "t3.micro"})
-    aws["autoscaling"].create_auto_scaling_group(
-        AutoScalingGroupName=name, MinSize=0, MaxSize=max_size, DesiredCapacity=0,
-        LaunchTemplate={"LaunchTemplateName": f"{name}-lt", "Version": "$Latest"}, AvailabilityZones=["us-east-1a"])
-    hooks = [("provision", LAUNCHING, "ABANDON")] + ([("retire", TERMINATING, "CONTINUE")] if terminating else [])
-    for hook, transition, default in hooks:
-        aws["autoscaling"].put_lifecycle_hook(
-            AutoScalingGroupName=name, LifecycleHookName=hook, LifecycleTransition=transition,
-            NotificationTargetARN=queue_arn, RoleARN="arn:aws:iam::123456789012:role/hooks",
-            HeartbeatTimeout=heartbeat, DefaultResult=default)
-    if desired:
-        aws["autoscaling"].set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=desired)
-
-
-def instances(aws: dict[str, Any], group: str) -> dict[str, str]:
-    """``{instance id: LifecycleState}`` of the group."""
-    found = aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
-    return {i["InstanceId"]: i["LifecycleState"] for i in found[0]["Instances"]} if found else {}
-
-
-def wait_in_service(aws: dict[str, Any], group: str, count: int, timeout: float = 120) -> dict[str, str]:
-    def done() -> dict[str, str] | None:
-        now = instances(aws, group)
-        ready = {i: s for i, s in now.items() if s == "InService"}
-        return ready if len(ready) >= count else None
-
-    return wait_until(done, timeout=timeout, interval=0.3, message=f"{count} InService in {group}")
 
 
 def events(event_listener, master_id: str, pattern: str, after: float) -> list[Any]:

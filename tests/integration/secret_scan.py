@@ -3,11 +3,12 @@ every event the run put on the bus, and extra texts (localcloud's records)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
+
+from devtools import secret_scan
 
 
 class EventCollector:
@@ -36,33 +37,6 @@ class EventCollector:
 
 
 def scan(secret: str, roots: Iterable[Path], events: Iterable[Any] = (), texts: dict[str, str] | None = None) -> dict[str, Any]:
-    """``{files, log_lines, events, hits: [where: line]}`` (the secret itself is masked in ``hits``)."""
-    needle = secret.encode()
-    files = lines = 0
-    hits: list[str] = []
-    seen: set[Path] = set()
-    for root in roots:
-        for path in Path(root).rglob("*"):
-            if not path.is_file() or path.is_symlink() or path in seen:
-                continue
-            seen.add(path)
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            files += 1
-            if path.suffix == ".log" or "log" in path.parts or "logs" in path.parts:
-                lines += data.count(b"\n")
-            if needle in data:
-                at = data.index(needle)
-                line = data[data.rfind(b"\n", 0, at) + 1:data.find(b"\n", at)][:300]
-                hits.append(f"{path}: {line.decode(errors='replace').replace(secret, '<SECRET>')}")
-    count = 0
-    for event in events:
-        count += 1
-        if secret in json.dumps(event.data, default=str) or secret in event.tag:
-            hits.append(f"event {event.tag}")
-    for name, text in (texts or {}).items():
-        if secret in text:
-            hits.append(name)
-    return {"files": files, "log_lines": lines, "events": count, "hits": hits}
+    """``{files, log_lines, events, hits: [where: line]}`` (the secret itself is masked in ``hits``);
+    ``events`` as the event listener gives them (devtools.secret_scan does the search)."""
+    return secret_scan.scan(secret, roots, [(e.tag, e.data) for e in events], texts)

@@ -123,3 +123,30 @@ def test_localcloud_runs_the_template(tmp_path: Path) -> None:
         timeline = cloud.timeline(name)
         served = next(i for i, e in enumerate(timeline) if e["in_service"] == 2)
         assert min(e["in_service"] for e in timeline[served:]) == 2  # MinInstancesInService held
+
+
+def test_a_rebuild_that_passes_back_described_parameters_changes_only_the_fleet() -> None:
+    """rebuild.cycle passes every parameter back with the value DescribeStacks shows (only RebuildTimestamp
+    new). The list parameters (subnets) must come back as AWS shows them, ``a,b``: moto renders the Python
+    list, which made the update change the load balancer too and the stack policy refuse it."""
+    with LocalCloud(boot_seconds=1, clock_rate=20) as cloud:
+        aws = {n: client(cloud.endpoint, n) for n in ("cloudformation", "ec2", "sqs")}
+        cfn = aws["cloudformation"]
+        cfn.create_stack(StackName="web", TemplateBody=TEMPLATE.read_text(), Capabilities=["CAPABILITY_IAM"],
+                         Parameters=parameters(aws["ec2"], MinSize="1", DesiredCapacity="1",
+                                               RollingMinInstancesInService="1"), StackPolicyBody=POLICY.read_text())
+        described = cfn.describe_stacks(StackName="web")["Stacks"][0]["Parameters"]
+        subnets = next(p["ParameterValue"] for p in described if p["ParameterKey"] == "InstanceSubnetIds")
+        assert subnets.count(",") == 1 and "[" not in subnets and "'" not in subnets, subnets
+        passed_back = [{"ParameterKey": p["ParameterKey"], "ParameterValue":
+                        "2026-01-02T00:00:00Z" if p["ParameterKey"] == "RebuildTimestamp" else p["ParameterValue"]}
+                       for p in described]
+        queue = aws["sqs"].get_queue_url(QueueName="web-lifecycle")["QueueUrl"]
+        with Provisioner(cloud.endpoint, queue):
+            cfn.update_stack(StackName="web", UsePreviousTemplate=True, Capabilities=["CAPABILITY_IAM"],
+                             Parameters=passed_back)
+            status = wait_until(lambda: (lambda s: s if not s.endswith("IN_PROGRESS") else None)(
+                cfn.describe_stacks(StackName="web")["Stacks"][0]["StackStatus"]), timeout=60, message="the update")
+        reasons = [e.get("ResourceStatusReason") for e in cfn.describe_stack_events(StackName="web")["StackEvents"]
+                   if e.get("ResourceStatusReason")]
+        assert status == "UPDATE_COMPLETE", reasons[:5]

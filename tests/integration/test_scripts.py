@@ -96,7 +96,7 @@ def test_demo_help_prints_usage_and_runs_nothing(repo):
     env = {**os.environ, "PHOENIX_VENV": "/nonexistent-phoenix-venv"}  # would fail loudly if bootstrap ran
     helped = subprocess.run(["bash", str(repo / "scripts" / "demo.sh"), "--help"], capture_output=True, text=True,
                             env=env, timeout=30)
-    assert helped.returncode == 0 and helped.stdout.startswith("usage: bash scripts/demo.sh [--help]")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: bash scripts/demo.sh [fleet|allowlist] [--help]")
     assert "bootstrap:" not in helped.stdout + helped.stderr
     wrong = subprocess.run(["bash", str(repo / "scripts" / "demo.sh"), "--fast"], capture_output=True, text=True,
                            env=env, timeout=30)

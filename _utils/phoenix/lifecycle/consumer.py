@@ -32,7 +32,10 @@ Emit = Callable[[str, dict[str, Any]], Any]
 GLOBAL_TIMEOUT_CAP = 172800  # AWS: at most 48 hours, or 100 x HeartbeatTimeout, whichever is smaller
 RETRY_COMPLETION = 30.0  # seconds a claimed CONTINUE/ABANDON may take before the engine sends it again
 RETRIGGER = 120.0  # seconds an in-flight action may stay unclaimed before its trigger is fired again
-RESUME_DELAY = 5.0  # after a (re)start: seconds before open actions are triggered (the reactor starts too)
+# after a (re)start: seconds before open actions are triggered and the queue is read (Salt starts the reactor
+# beside the engine; on a loaded 2-core machine it listened only 7.6 s after both started, and a trigger
+# fired before then is lost until RETRIGGER)
+RESUME_DELAY = 10.0
 
 
 def no_active_action(exc: Exception) -> bool:
