@@ -88,6 +88,23 @@ def measured(built: Path, dest: Path, layout: str, gated: bool, port: int, jit: 
     return Nginx(dest, http, main_extra=f"pcre_jit {'on' if jit else 'off'};", master=False)
 
 
+def serving(built: Path, dest: Path, layout: str, gated: bool, jit: bool, path: str) -> tuple[Nginx, int]:
+    """The measured config started and answering ``path`` with 200 (another port if one is taken meanwhile)."""
+    for attempt in range(3):
+        port = free_port()
+        ngx = measured(built, dest / str(attempt), layout, gated, port, jit)
+        try:
+            ngx.start(port)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            _get(conn, path)
+            conn.close()
+            return ngx, port
+        except RuntimeError as exc:
+            ngx.stop()
+            print(f"   (attempt {attempt + 1}: {exc}; again on another port)")
+    raise RuntimeError(f"NGINX for {layout} did not serve {path} on 3 ports")
+
+
 def _get(conn: http.client.HTTPConnection, path: str) -> None:
     conn.request("GET", path, headers={"Host": "bench"})
     resp = conn.getresponse()
@@ -211,16 +228,12 @@ def main() -> int:
                 for jit in (j == "on" for j in args.jit.split(",")):
                     for kind, path in targets:
                         row = {"n": n, "layout": layout, "jit": jit, "kind": kind, "fast": not fast.startswith("no ")}
-                        servers = {}
-                        for gated in (False, True):
-                            port = free_port()
-                            ngx = measured(built, tmpdir / f"n{n}" / layout / f"{int(gated)}{int(jit)}", layout,
-                                           gated, port, jit)
-                            servers[gated] = (ngx, port)
                         if not args.no_wrk:
-                            for ngx, port in servers.values():
-                                ngx.start(port)
+                            servers = {}
                             try:
+                                for gated in (False, True):
+                                    servers[gated] = serving(built, tmpdir / f"n{n}" / layout / f"{int(gated)}{int(jit)}",
+                                                             layout, gated, jit, path)
                                 ratios = cpu_rounds(servers, path, args.rounds, args.seconds, args.connections)
                             finally:
                                 for ngx, _ in servers.values():
@@ -228,10 +241,17 @@ def main() -> int:
                             row.update(cpu=statistics.median(ratios), cpu_min=min(ratios), cpu_max=max(ratios))
                         if callgrind:  # a config of its own: a fresh port, a fresh prefix
                             for gated, key in ((False, "base_instr"), (True, "instr")):
-                                port = free_port()
-                                ngx = measured(built, tmpdir / f"n{n}" / layout / f"cg{int(gated)}{int(jit)}", layout,
-                                               gated, port, jit)
-                                row[key] = instructions(ngx, port, path, args.requests)
+                                for attempt in range(3):  # a shared machine: another process may take the port
+                                    port = free_port()
+                                    ngx = measured(built, tmpdir / f"n{n}" / layout / f"cg{int(gated)}{int(jit)}{attempt}",
+                                                   layout, gated, port, jit)
+                                    try:
+                                        row[key] = instructions(ngx, port, path, args.requests)
+                                        break
+                                    except RuntimeError as exc:
+                                        print(f"   (callgrind attempt {attempt + 1}: {exc}; again on another port)")
+                                else:
+                                    raise RuntimeError(f"callgrind failed 3 times for {layout}")
                         rows.append(row)
                         line = f"   pcre_jit {'on ' if jit else 'off'} {kind} {path}:"
                         if "cpu" in row:

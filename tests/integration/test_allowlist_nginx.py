@@ -200,15 +200,20 @@ def test_the_fast_path_answers_and_falls_back(decision_nginx):
     rendered = {"gate": render(compiled, "fixed"), "fast": render(compiled, "fixed", fast=decision_nginx.fast())}
     requests = [("GET", "/users/5"), ("HEAD", "/users/5"), ("GET", "/users/5?page=2"), ("POST", "/users/5"),
                 ("GET", "/users/5?__debugger__=yes"), ("GET", "/users/x"), ("POST", "/users/new"),
-                ("GET", "/users/new"), ("GET", "/bob"), ("GET", "/bob?__debugger__=yes"), ("GET", "/console")]
+                ("GET", "/users/new"), ("GET", "/bob"), ("GET", "/bob?__debugger__=yes"), ("GET", "/console"),
+                # absolute targets: the same answers as the maps'
+                ("GET", "http://site.test/users/5"), ("GET", "http://site.test/users/5?__debugger__=yes"),
+                ("POST", "http://site.test/users/new"), ("PUT", "http://site.test/users/new")]
     before = decision_nginx.fast_hits
     decided = decision_nginx.decides(rendered, requests)
-    expected = [werkzeug_allows(url_map, m, p.partition("?")[0]) and "__debugger__" not in p and p != "/console"
-                for m, p in requests]
-    assert expected == [True, True, True, False, False, False, True, False, True, False, False]
+    expected = [werkzeug_allows(url_map, m, p.removeprefix("http://site.test").partition("?")[0])
+                and "__debugger__" not in p and p != "/console" for m, p in requests]
+    assert expected == [True, True, True, False, False, False, True, False, True, False, False, True, False, True,
+                        False]
     assert decided["gate"] == expected and decided["fast"] == expected
-    # GET, HEAD and the query string under /users/ (HEAD has no body), and POST /users/new
-    assert decision_nginx.fast_hits - before == 3
+    # GET, HEAD and the query string under /users/ (HEAD has no body), POST /users/new, and the two absolute
+    # targets the maps allow
+    assert decision_nginx.fast_hits - before == 5
 
 
 def test_a_route_equal_to_a_fast_prefix_is_not_redirected_by_nginx(decision_nginx):

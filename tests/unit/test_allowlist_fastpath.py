@@ -39,7 +39,6 @@ def test_a_plain_proxy_location_gets_the_fast_path(tmp_path):
     ("location {location} {{ {gate} rewrite ^/a /b; {body} }}", APP, "uses rewrite"),
     ("location {location} {{ {gate} if ($x) {{ rewrite ^/a /b; }} {body} }}", APP, "uses rewrite"),
     ("location {location} {{ {gate} try_files $uri @x; {body} }}", APP, "uses try_files"),
-    ("location {location} {{ {gate} {body} }}", "proxy_pass http://127.0.0.1:5000/app/;", "URI part"),
     ("location {location} {{ {gate} if ($x) {{ {body} }} }}", APP, "outside any if"),
     ("location {location} {{ {gate} set $a $1; {body} }}", APP, "$1..$9"),
     ('location {location} {{ {gate} set $a "x\\\\ty"; {body} }}', APP, "backslashes"),
@@ -51,6 +50,30 @@ def test_the_fast_path_is_off_where_copying_the_handler_would_change_nginx(tmp_p
     fast, why = choose(_inspect(tmp_path, server, body=body))
     assert fast is None
     assert reason in why
+
+
+def test_a_proxy_pass_with_a_uri_part_maps_each_nested_location_as_nginx_maps_the_parent(tmp_path):
+    """``location /a/ { proxy_pass http://app/x/; }`` sends /a/b/c as /x/b/c: a nested /a/b/ passes to /x/b/."""
+    fast, why = choose(_inspect(tmp_path, "location {location} {{ {gate} {body} }}", location="/a/",
+                                body="proxy_pass http://127.0.0.1:5000/x/;"))
+    assert why == "" and fast.uri_target == "http://127.0.0.1:5000/x/"
+    assert fast.handler_for("/a/b/") == "proxy_pass http://127.0.0.1:5000/x/b/;"
+    url_map = Map([Rule("/a/users/<int:i>", endpoint="u", methods=["GET"]), Rule("/a/users/<int:i>/p", endpoint="p", methods=["POST"]),
+                   Rule("/a/login", endpoint="l"), Rule("/a/\u00e9t\u00e9/<int:i>", endpoint="e"),
+                   Rule("/a/caf\u00e9", endpoint="c")])
+    gate = render(compiled_for(url_map), "x", fast=fast).gate
+    # NGINX escapes the URI it passes when the raw target was %-encoded: a target part it would escape (here
+    # non-ASCII) cannot be written into the copy, so those rules ask the maps in the user's location
+    assert "\u00e9" not in gate and "%C3" not in gate
+    # no regex location: the prefix takes the rules of its commonest main method with one if
+    assert "location ~" not in gate
+    assert ('location ^~ "/a/users/" {\n    uninitialized_variable_warn off;\n'
+            '    if ($uri !~ "^(?:/a/users/(?:[0-9]+))\\\\z") { set $phoenix_x_fast $phoenix_x_deny; }\n'
+            '    if ($request_uri != $uri) { set $phoenix_x_fast $phoenix_x_deny; }\n'
+            '    if ($request_method != GET) { set $phoenix_x_fast $phoenix_x_deny; }\n') in gate
+    assert "proxy_pass http://127.0.0.1:5000/x/users/;" in gate and "proxy_pass http://127.0.0.1:5000/x/login;" in gate
+    assert 'location = "/a/users" { if ($phoenix_x_allow = 0) { return 404; } proxy_pass http://127.0.0.1:5000/x/users; }' \
+        in gate
 
 
 def test_what_nested_locations_would_lose_is_copied_around_the_gate(tmp_path):
@@ -117,6 +140,10 @@ def test_rendered_fast_path():
     assert gate.count("if ($request_uri != $uri)") == 4 and "if ($args)" not in gate
     loose = render(compiled_for(url_map), "x", status=403, fast=fast, strict_paths=False).gate
     assert loose.count("if ($args)") == 4 and "$request_uri" not in loose
+    # an exact location for a rule with a main method: one comparison of the request line, the path written out
+    login = render(compiled_for(Map([Rule("/login", endpoint="l", methods=["GET", "POST"])])), "x", fast=fast).gate
+    assert 'if ($request != "GET /login $server_protocol") { set $phoenix_x_fast $phoenix_x_deny; }' in login
+    assert "$request_method" not in login and "$request_uri" not in login
     assert "return 403;" in gate and "return 404" not in gate
     # per prefix a regex location, a fallback and an exact location for the prefix without its slash;
     # and the static rule's exact location

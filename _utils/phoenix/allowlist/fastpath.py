@@ -12,9 +12,9 @@ The fast path only ever *accepts*; it never refuses anything the gate would let 
     location ^~ "/users/" {                          # nested in the app's location, by the gate file
         location ~ "^(?:/users/(?:[0-9]+))\\z" {      # one rule
             uninitialized_variable_warn off;
-            if ($request_uri != $uri) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
-            if ($request_method != GET) { set $phoenix_<app>_fast $phoenix_<app>_allow; }
-            if ($phoenix_<app>_fast = 0) { return 404; }
+            if ($request_uri != $uri) { set $phoenix_<app>_fast $phoenix_<app>_deny; }
+            if ($request_method != GET) { set $phoenix_<app>_fast $phoenix_<app>_deny; }
+            if ($phoenix_<app>_fast) { return 404; }
             proxy_pass http://app;                   # the app location's own handler, copied
         }
         if ($phoenix_<app>_allow = 0) { return 404; }   # everything else under /users/: the gate
@@ -28,11 +28,20 @@ first, so ``/users`` gets the gate's answer like every other path.
 
 A request is accepted without the maps only when its path matches a rule's regex, its method is that
 rule's main method (GET when it has GET) and its raw target is its ``$uri``: no query string, so it
-cannot carry Werkzeug's ``__debugger__``, and nothing NGINX decoded or normalised (strict paths; with
-them off the test is ``if ($args)``). Any other request (a query, HEAD, another method, another path under the prefix)
-asks the full map chain, so the decision is the gate's in every case.
+cannot carry Werkzeug's ``__debugger__``, and nothing NGINX decoded or normalised (with strict paths off
+the test is ``if ($args)``). Any other request (a query, HEAD, another method, another path under the
+prefix) asks the full map chain, so the decision is the gate's in every case. A fallback sets ``..._fast``
+to ``..._deny`` ("1" where the maps refuse, else ""), so the last check is a plain ``if``.
 
-Static rules get an exact ``location = "/path"`` each, with the same three checks.
+Static rules get an exact ``location = "/path"`` each. There one comparison of the request line with the path
+written out checks method and raw target at once: ``if ($request != "GET /path $server_protocol")``
+(``$request`` is ``<method> <raw target> <protocol>``), under +1K instructions per request in all.
+
+With a ``proxy_pass`` that has a URI part (``proxy_pass http://app/;``) NGINX allows it in no regex location:
+every nested location then gets the target that maps its own name as the user's maps the parent's
+(``location /users/`` inside ``location /`` passes to ``http://app/users/``), and each prefix location takes
+the rules of its commonest main method itself, with one ``if ($uri !~ ...)`` on their alternation; its
+other rules ask the maps.
 
 NGINX inherits every directive of the app's location into nested locations except its content
 handler, its rewrite-module directives, ``limit_except`` and a few others. The handler is copied, and so
@@ -44,7 +53,7 @@ where every match of the user's regex needs a character the rule never produces,
 prefixes are plain prefix locations, after which NGINX still tries the user's regexes. Exact locations are
 left out where Python cannot rule out that a user regex matches them. Nothing of ours goes under a location
 the user nested in the app's (``FastPath.taken``). :func:`choose` says why when the fast path stays off
-(several locations reach the app, a URI part, ``rewrite``, ...); the gate alone then decides, with the same
+(several locations reach the app, ``rewrite``, ...); the gate alone then decides, with the same
 result, only slower.
 """
 
@@ -78,6 +87,15 @@ _NOT_EMBEDDABLE = re.compile(r"\\[1-9gGkK]|\(\?(?:P|\(|R|&|[0-9+-]|C|'|<(?![=!])
 _ANY_CHAR = re.compile(r"\\[^dws\\.\-/^$|?*+()\[\]{}]")
 _ESCAPED = re.compile(r"\\.")
 _RANGE = re.compile(r"(.)-(.)")
+#: what NGINX sends as it is when it escapes the URI it passes (``ngx_escape_uri``, NGX_ESCAPE_URI: it does when
+#: the raw target was %-encoded): a nested location's part of a URI-part target must be written so, or the
+#: upstream would get it unescaped where the user's location sends it escaped (``/a/é/`` vs ``/a/%C3%A9/``)
+def _uri_kept(text: str) -> bool:
+    return all(" " < c < "\x7f" and c not in "#%?" for c in text)
+
+
+#: an exact location's path written as it is into its request-line comparison (no variables, no quoting)
+_LITERAL = re.compile(r"/[A-Za-z0-9._~/-]*")
 #: PCRE syntax that Python's ``re`` reads differently or not at all: such regexes are never asked in Python
 _NOT_PYTHON = re.compile(r"\[:|\\[ZzQEhHvVRXpPecoNKG]|\\x\{|\{,|\(\?\||\(\*")
 
@@ -96,6 +114,18 @@ class FastPath:
     #: the app location's own directives that nested locations would lose, rendered, before and after the gate
     before: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
+    #: ``proxy_pass``'s target when it has a URI part (``http://app/``): every nested location gets the target
+    #: that maps its own name as the parent's target maps the parent's, and no nested regex location is used
+    uri_target: str = ""
+
+    def handler_for(self, name: str) -> str:
+        """The handler for a nested location named ``name`` (which starts with ``parent``)."""
+        if not self.uri_target:
+            return self.handler
+        # NGINX replaces the location's name by the URI part: parent + rest -> target + rest, so a nested
+        # location parent + x + rest must pass to target + x + rest
+        return crossplane.build([{"directive": "proxy_pass", "line": 1,
+                                  "args": [self.uri_target + name[len(self.parent):]]}]).strip()
 
 
 def _has_uri_part(target: str) -> bool:
@@ -136,8 +166,7 @@ def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
     if len(handlers) != 1 or handlers[0][2]:
         return None, f"{where} needs exactly one {'/'.join(PASS_DIRECTIVES)} outside any if"
     name, handler_args, _ = handlers[0]
-    if name == "proxy_pass" and _has_uri_part(handler_args[0]):
-        return None, f"{where}: proxy_pass {handler_args[0]} has a URI part, which regex locations cannot use"
+    uri_target = handler_args[0] if name == "proxy_pass" and _has_uri_part(handler_args[0]) else ""
     # what nested locations would lose is copied into them, from the block itself (not through an include)
     copied = [d for d in loc.block if d["directive"] in COPIED]
     if len(copied) != sum(1 for n, _, in_if in loc.own if n in COPIED and not in_if):
@@ -151,7 +180,7 @@ def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
     taken = tuple(a[-1] for a in loc.nested_args if a and a[0] not in ("~", "~*"))
     handler = crossplane.build([{"directive": name, "args": handler_args, "line": 1}]).strip()
     return FastPath(parent=args[0], handler=handler, guard=tuple(loc.regexes), taken=taken,
-                    before=before, after=after), ""
+                    before=before, after=after, uri_target=uri_target), ""
 
 
 def _main_method(methods: set[str]) -> str:
@@ -268,8 +297,8 @@ def _python_may_match(guard: tuple[tuple[str, str], ...], path: str) -> bool:
 
 def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
                      quote: Callable[[str], str], console: Callable[[Pattern], bool],
-                     strict_paths: bool = True, intercept: bool = False) -> tuple[list[str], int, int]:
-    """The nested locations (lines), with the number of regex and exact locations and of prefixes.
+                     strict_paths: bool = True, intercept: bool = False) -> tuple[list[str], int, int, int]:
+    """The nested locations (lines), with the number of rules they take, of prefixes and of dynamic rules.
 
     ``console(pattern)`` is true for patterns that could let a console path through: they stay with the maps.
     With ``strict_paths`` a request is taken here only when its raw target is its ``$uri`` (no query, no
@@ -281,7 +310,8 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     guard = _guard(fast.guard)
 
     def free(path: str) -> bool:  # no user location nested in the parent would have taken it
-        return path.startswith(fast.parent) and not any(path.startswith(t) for t in fast.taken)
+        return path.startswith(fast.parent) and not any(path.startswith(t) for t in fast.taken) and \
+            (not fast.uri_target or _uri_kept(path[len(fast.parent):]))
 
     groups: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
     for p in compiled.patterns:
@@ -303,47 +333,81 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         exact = {path: m for path, m in exact.items() if not _python_may_match(fast.guard, path)}
         # the prefix's own exact location (below) would come before the user's regexes too
         groups = defaultdict(dict, {h: g for h, g in groups.items() if not _python_may_match(fast.guard, h[:-1])})
+    groups_off: set[str] = set()
+    dynamic = 0
     gate = f"if ({v}_allow = 0) {{ return {int(status)}; }}"
     if intercept:
         gate = "if ($status = 500) { return 500; } " + gate
 
-    bodies: dict[tuple[str | None, str], list[str]] = {}
+    bodies: dict[tuple[str | None, str, str, str, str], list[str]] = {}
 
-    def body(methods: set[str] | None, indent: str) -> list[str]:
-        """The same few lines for every rule with the same main method: made once each."""
-        key = (None if methods is None else _main_method(methods), indent)
+    def body(methods: set[str] | None, indent: str, path: str = "", handler: str = "", regex: str = "") -> list[str]:
+        """The same few lines for every rule with the same main method (and exact path): made once each."""
+        key = (None if methods is None else _main_method(methods), indent, path if _LITERAL.fullmatch(path) else "",
+               handler or fast.handler, regex)
         if key not in bodies:
-            bodies[key] = _body(key[0], indent)
+            bodies[key] = _body(*key)
         return bodies[key]
 
-    def _body(main: str | None, indent: str) -> list[str]:
+    def _body(main: str | None, indent: str, path: str, handler: str, regex: str) -> list[str]:
         # the gate's place among the location's own directives: the copies before it, then the checks
         out = [f"{indent}uninitialized_variable_warn off;", *(indent + d for d in fast.before)]
         if intercept:
             out.append(f"{indent}if ($status = 500) {{ return 500; }}")
-        if strict_paths:  # the same one if as $args: a query makes them differ too
-            out.append(f"{indent}if ($request_uri != $uri) {{ set {v}_fast {v}_allow; }}")
+        if regex:  # a prefix location that takes these rules itself (proxy_pass with a URI part)
+            out.append(f"{indent}if ($uri !~ {quote(regex)}) {{ set {v}_fast {v}_deny; }}")
+        if strict_paths and main is not None and path:
+            # an exact location: one comparison for method, raw target and $uri, the path written out: the
+            # request line is "<main> <path> <protocol>" only when the method is main and the raw target is
+            # the path (no query, nothing NGINX decoded or normalised); any other (another method, a query, an
+            # absolute target) asks the maps. Where $uri would have to be read too, two plain ifs cost less.
+            out.append(f'{indent}if ($request != "{main} {path} $server_protocol") {{ set {v}_fast {v}_deny; }}')
         else:
-            out.append(f"{indent}if ($args) {{ set {v}_fast {v}_allow; }}")
-        if main is not None:
-            out.append(f"{indent}if ($request_method != {main}) {{ set {v}_fast {v}_allow; }}")
-        out.append(f"{indent}if ({v}_fast = 0) {{ return {int(status)}; }}")
-        return out + [*(indent + d for d in fast.after), f"{indent}{fast.handler}"]
+            if strict_paths:  # the same one if as $args: a query makes them differ too
+                out.append(f"{indent}if ($request_uri != $uri) {{ set {v}_fast {v}_deny; }}")
+            else:
+                out.append(f"{indent}if ($args) {{ set {v}_fast {v}_deny; }}")
+            if main is not None:
+                out.append(f"{indent}if ($request_method != {main}) {{ set {v}_fast {v}_deny; }}")
+        out.append(f"{indent}if ({v}_fast) {{ return {int(status)}; }}")
+        return out + [*(indent + d for d in fast.after), f"{indent}{handler}"]
 
     # NGINX sorts each level's locations with an insertion sort (ngx_queue_sort): in its own order
     # (name bytes, exact before prefix) that is one step per location, in any other thousands each
     blocks: list[tuple[bytes, int, list[str]]] = []
     count = 0
     for path, methods in exact.items():
-        blocks.append((path.encode(), 0, [f"location = {quote(path)} {{", *body(methods, "    "), "}"]))
+        blocks.append((path.encode(), 0, [f"location = {quote(path)} {{",
+                                          *body(methods, "    ", path, fast.handler_for(path)), "}"]))
         count += 1
     keyword = "^~ " if not fast.guard else ""  # a plain prefix lets the user's regexes be tried after ours
     for head, rules in groups.items():
         block = [f"location {keyword}{quote(head)} {{"]
+        if fast.uri_target:
+            # no regex location may hold a proxy_pass with a URI part: the prefix location takes the rules of
+            # its commonest main method itself, with one if on their alternation; the others ask the maps
+            mains: dict[str | None, list[str]] = defaultdict(list)
+            for regex, methods in rules.items():
+                mains[None if methods is None else _main_method(methods)].append(regex)
+            main, regexes = max(mains.items(), key=lambda kv: (len(kv[1]), kv[0] in (None, "GET"), kv[0] or ""))
+            alternation = "^(?:" + "|".join(regexes) + r")\z"
+            if len(alternation) <= MAX_TOKEN:
+                blocks.append((head.encode(), 1, [*block, *body(None if main is None else {main}, "    ",
+                                                                 handler=fast.handler_for(head), regex=alternation),
+                                                  "}"]))
+                count += len(regexes)
+                dynamic += len(regexes)
+            else:
+                groups_off.add(head)
+            if head[:-1] not in exact:
+                fallback = [*fast.before, gate, *fast.after, fast.handler_for(head[:-1])]
+                blocks.append((head[:-1].encode(), 0, [f"location = {quote(head[:-1])} {{ {' '.join(fallback)} }}"]))
+            continue
         for regex, methods in rules.items():
             anchored = "^" + _guard(_relevant(fast.guard, regex)) + "(?:" + regex + r")\z"
             block += [f"    location ~ {quote(anchored)} {{", *body(methods, "    " * 2), "    }"]
             count += 1
+            dynamic += 1
         fallback = [*fast.before, gate, *fast.after, fast.handler]
         blocks.append((head.encode(), 1, [*block, *("    " + d for d in fallback), "}"]))
         # NGINX answers the prefix without its slash (/users) with its own 301 to /users/ when a
@@ -351,7 +415,7 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         if head[:-1] not in exact:  # a static rule's own exact location does that already
             blocks.append((head[:-1].encode(), 0, [f"location = {quote(head[:-1])} {{ {' '.join(fallback)} }}"]))
     lines = [line for _, _, block in sorted(blocks, key=lambda b: (b[0], b[1])) for line in block]
-    return lines, count, len(groups)
+    return lines, count, len(groups) - len(groups_off), dynamic
 
 
 __all__ = ["FastPath", "choose", "render_locations"]

@@ -158,6 +158,11 @@ def plan(
         raise ConfigError(f"the allowlist {clash[0]}, also included in the http context of {config}, uses the same "
                           f"NGINX variables ($phoenix_{aid}_*) as {name}: give the maps files different names")
     problems = inspection.problems()
+    limits = inspection.limit_problems()
+    if limits:  # the gate is there but NGINX would not ask it for some methods
+        unlimited = f"the allowlist for {table['app']} would not protect it in {config}: " + "; ".join(limits) + "."
+        if strict:
+            raise ConfigError(unlimited)
     if problems:
         meant = inspection.meant()
         fix = f"If you meant {meant}, name that file; otherwise include " if meant else "Include "
@@ -165,7 +170,10 @@ def plan(
                    + f". {fix}{name} in the http block and {gate_path} in each location that reaches the app.")
         if strict:
             raise ConfigError(message)
-        problems = [message]
+        problems = [message] + ([unlimited] if limits else [])
+        fast, fast_off = None, "the configuration does not protect the app yet (see the warning)"
+    elif limits:
+        problems = [unlimited]
         fast, fast_off = None, "the configuration does not protect the app yet (see the warning)"
     elif not fast_path:
         fast, fast_off = None, "turned off (fast_path=False)"

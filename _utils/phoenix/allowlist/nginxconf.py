@@ -79,6 +79,8 @@ class Location:
     block: list[dict[str, Any]] = field(default_factory=list)
     #: the position of the gate's include in ``block`` (0 when it is not there)
     gate_at: int = 0
+    #: the block's ``limit_except`` blocks, includes expanded: (args, their directives as crossplane parsed them)
+    limits: list[tuple[list[str], list[dict[str, Any]]]] = field(default_factory=list)
 
     def where(self) -> str:
         return f"location {' '.join(self.args)} ({self.file}:{self.line}, server {self.server})"
@@ -110,6 +112,8 @@ class Inspection:
     maps_path: str = ""
     gate_path: str = ""
     upstream: str | None = None
+    #: ``satisfy any`` appears somewhere in the configuration (file:line), or ""
+    satisfy_any: str = ""
 
     def problems(self) -> list[str]:
         """Why the allowlist would not protect the app (empty when it does), one short sentence each."""
@@ -125,6 +129,31 @@ class Inspection:
         if ungated:
             out.append(f"{len(ungated)} of {len(self.locations)} location(s) passing requests to the app do not "
                        f"include the gate {self.gate_path}: {brief(ungated)}")
+        return out
+
+    def limit_problems(self) -> list[str]:
+        """``limit_except`` blocks through which requests would reach the app without the gate.
+
+        For the methods a ``limit_except`` restricts, NGINX serves the request with the limit_except block's
+        configuration, which inherits everything of the location except its rewrite-module directives: the
+        gate's ``if`` is never run for them, and whatever the block lets through (``allow``, ``auth_basic``,
+        ``satisfy any``) is passed to the app unchecked. A block of ``deny all;`` alone lets nothing through.
+        """
+        out = []
+        for loc in self.locations:
+            for args, block in loc.limits:
+                if all(d["directive"] == "deny" and d.get("args") == ["all"] for d in block) and block \
+                        and not self.satisfy_any:
+                    continue
+                allowed = " ".join(args)
+                why = (f"with satisfy any ({self.satisfy_any}) its deny all does not refuse" if self.satisfy_any
+                       and block and all(d["directive"] == "deny" for d in block) else
+                       "what its block allows goes to the app")
+                out.append(
+                    f"{loc.where()} has limit_except {allowed}: NGINX does not run the location's if/return "
+                    f"directives, so not the gate either, for the other methods, and {why} without the "
+                    f"allowlist's check; make that block 'deny all;' alone (those methods are then refused on "
+                    f"every path) or restrict the methods in the app instead of limit_except")
         return out
 
     def meant(self) -> str | None:
@@ -224,6 +253,8 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
     main = payload["config"][0]
     everything = list(walk(main["parsed"], main["file"], ()))
     for d, file, ctx in everything:
+        if d["directive"] == "satisfy" and d.get("args") == ["any"] and not result.satisfy_any:
+            result.satisfy_any = f"{file}:{d['line']}"
         if d["directive"] == "upstream" and ctx == ("http",):
             upstreams[d["args"][0]] = [s["args"][0] for s in d.get("block", []) if s["directive"] == "server"]
 
@@ -305,7 +336,9 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
                     nested_args=[x["args"] for x, _, _ in own if x["directive"] == "location"],
                     block=d.get("block", []),
                     gate_at=next((i for i, x in enumerate(d.get("block", [])) if x["directive"] == "include"
-                                  and includes(x, gate_abs)), 0))
+                                  and includes(x, gate_abs)), 0),
+                    limits=[(x["args"], x.get("block", [])) for x, _, in_if in own
+                            if x["directive"] == "limit_except" and not in_if])
                 result.locations.append(loc)
                 if d["args"] and d["args"][0] in ("~", "~*"):
                     used = [x for x, _, _ in own if any(_NUMBERED_CAPTURE.search(a) for a in x.get("args", []))]

@@ -240,12 +240,13 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
         *intercept_lines(intercept_errors),
         f"if ({allow} = 0) {{ return {int(status)}; }}",
     ]
+    # the fast path's fallback (the same maps file whether it is used or not): non-empty when the maps refuse
+    block(allow, f"{v}_deny", [(quote("0"), "1")], '""', "the fast path's fallback: non-empty when the maps refuse")
     summary = ""
     if fast is not None:
-        nested, count, prefixes = render_locations(compiled, fast, aid, status, quote,
-                                                   lambda p: _matches_console([p], compiled), strict_paths,
-                                                   bool(intercept_errors))
-        dyn = sum(1 for line in nested if line.startswith("    location ~ "))
+        nested, count, prefixes, dyn = render_locations(compiled, fast, aid, status, quote,
+                                                        lambda p: _matches_console([p], compiled), strict_paths,
+                                                        bool(intercept_errors))
         if count:
             summary = (f"fast path: {count} rules in {prefixes} prefix and {count - dyn} exact locations inside "
                        f"location {fast.parent}")
