@@ -49,8 +49,20 @@ def event_listener():
 
 @pytest.fixture(scope="session")
 def salt_factories_default_root_dir(tmp_path_factory):
-    """Keep every daemon's directories under pytest's basetemp."""
-    return tmp_path_factory.mktemp("salt-factories")
+    """Keep every daemon's directories under pytest's basetemp, reached through a short symlink.
+
+    Salt's Unix sockets live under each daemon's root dir, and a socket path has at most 107 bytes. Under
+    pytest-xdist the basetemp gains a `popen-gwN/` level, and the minion's event socket
+    (`.../rebuild-minion/run/minion/minion_event_<hash>_pub.ipc`) reached 114: `event.send` from salt-call
+    could not connect, and the minion's events never reached the master."""
+    import shutil
+    import tempfile
+
+    real = tmp_path_factory.mktemp("salt-factories")
+    short = Path(tempfile.mkdtemp(prefix="phx-sf-"))
+    (short / "r").symlink_to(real, target_is_directory=True)
+    yield short / "r"
+    shutil.rmtree(short, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
