@@ -27,6 +27,7 @@ try:
     import phoenix.lifecycle.messages
     import phoenix.lifecycle.options
     import phoenix.lifecycle.signal
+    import phoenix.lifecycle.steps
     import phoenix.saltglue
 
     HAS_PHOENIX = True
@@ -89,37 +90,20 @@ def _fail(instance_id: str, step: str, reason: str, ledger: Any = None, token: s
           started: float | None = None, **extra: Any) -> dict[str, Any]:
     """A failed step: reason in the ledger (when the action is ours), an event, a log line, retcode 1."""
     __context__["retcode"] = 1
-    seconds = round(time.monotonic() - started, 3) if started is not None else None
-    if ledger is not None and token is not None:
-        ledger.note_reason(token, f"{step}: {reason}")
-        ledger.note(instance_id, "failed", f"{step}: {reason}", token=token)
-    log.warning("lifecycle: %s of %s failed: %s", step, instance_id, reason)
-    _emit(phoenix.lifecycle.events.tag("step", instance_id), {"instance_id": instance_id, "step": step,
-                                                             "result": False, "reason": reason,
-                                                             "seconds": seconds, **extra})
-    return {"result": False, "instance_id": instance_id, "step": step, "comment": reason, "seconds": seconds,
-            **extra}
+    return phoenix.lifecycle.steps.failed(phoenix.saltglue.emitter(__opts__), log, instance_id, step, reason,
+                                          started, ledger, token, **extra)
 
 
 def _done(instance_id: str, step: str, comment: str, started: float, **extra: Any) -> dict[str, Any]:
-    seconds = round(time.monotonic() - started, 3)
-    log.info("lifecycle: %s of %s done in %.1fs: %s", step, instance_id, seconds, comment)
-    _emit(phoenix.lifecycle.events.tag("step", instance_id), {"instance_id": instance_id, "step": step,
-                                                             "result": True, "seconds": seconds, **extra})
-    return {"result": True, "instance_id": instance_id, "step": step, "comment": comment, "seconds": seconds,
-            **extra}
+    return phoenix.lifecycle.steps.done(phoenix.saltglue.emitter(__opts__), log, instance_id, step, comment, started,
+                                        **extra)
 
 
 def _owned(instance_id: str, kind: str, owner: str, step: str, started: float):
     """``(ledger, action, None)`` when ``owner`` holds the in-flight action, else ``(ledger, None, failure)``."""
     ledger = _ledger()
-    action = ledger.in_flight(instance_id, _transition(kind))
-    if action is None:
-        return ledger, None, _fail(instance_id, step, "no in-flight action in the ledger", started=started)
-    if action.claimed_by != owner:
-        return ledger, None, _fail(instance_id, step, "this orchestration does not hold the action's claim",
-                                   started=started)
-    return ledger, action, None
+    action, why_not = phoenix.lifecycle.steps.ownership(ledger, instance_id, _transition(kind), owner)
+    return ledger, action, (_fail(instance_id, step, why_not, started=started) if why_not else None)
 
 
 def _keys():

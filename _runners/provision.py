@@ -25,10 +25,10 @@ from typing import Any
 
 try:
     import phoenix.aws
-    import phoenix.lifecycle.events
     import phoenix.lifecycle.ledger
     import phoenix.lifecycle.messages
     import phoenix.lifecycle.options
+    import phoenix.lifecycle.steps
     import phoenix.provision.inventory as _inv
     import phoenix.provision.profile as _profile
     import phoenix.saltglue
@@ -64,10 +64,6 @@ def _conf(path: str) -> dict[str, Any]:
     return phoenix.saltglue.settings(__opts__, None, path)
 
 
-def _emit(tag: str, data: dict[str, Any]) -> bool:
-    return phoenix.saltglue.fire(phoenix.saltglue.emitter(__opts__), tag, data, log)
-
-
 def _instance(instance_id: Any) -> str:
     try:
         return phoenix.lifecycle.messages.require_instance_id(instance_id)
@@ -78,32 +74,19 @@ def _instance(instance_id: Any) -> str:
 def _fail(instance_id: str, step: str, reason: str, started: float, ledger: Any = None, token: str | None = None,
           **extra: Any) -> dict[str, Any]:
     __context__["retcode"] = 1
-    seconds = round(time.monotonic() - started, 3)
-    if ledger is not None and token is not None:
-        ledger.note_reason(token, f"{step}: {reason}")
-        ledger.note(instance_id, "failed", f"{step}: {reason}", token=token)
-    log.warning("provision: %s of %s failed: %s", step, instance_id, reason)
-    _emit(phoenix.lifecycle.events.tag("step", instance_id),
-          {"instance_id": instance_id, "step": step, "result": False, "reason": reason, "seconds": seconds, **extra})
-    return {"result": False, "instance_id": instance_id, "step": step, "comment": reason, "seconds": seconds, **extra}
+    return phoenix.lifecycle.steps.failed(phoenix.saltglue.emitter(__opts__), log, instance_id, step, reason,
+                                          started, ledger, token, **extra)
 
 
 def _done(instance_id: str, step: str, comment: str, started: float, **extra: Any) -> dict[str, Any]:
-    seconds = round(time.monotonic() - started, 3)
-    log.info("provision: %s of %s done in %.1fs: %s", step, instance_id, seconds, comment)
-    _emit(phoenix.lifecycle.events.tag("step", instance_id),
-          {"instance_id": instance_id, "step": step, "result": True, "seconds": seconds, **extra})
-    return {"result": True, "instance_id": instance_id, "step": step, "comment": comment, "seconds": seconds, **extra}
+    return phoenix.lifecycle.steps.done(phoenix.saltglue.emitter(__opts__), log, instance_id, step, comment, started,
+                                        **extra)
 
 
 def _owned(instance_id: str, owner: str, step: str, started: float):
     ledger = _ledger()
-    action = ledger.in_flight(instance_id, LAUNCHING)
-    if action is None:
-        return ledger, None, _fail(instance_id, step, "no in-flight action in the ledger", started)
-    if action.claimed_by != owner:
-        return ledger, None, _fail(instance_id, step, "this orchestration does not hold the action's claim", started)
-    return ledger, action, None
+    action, why_not = phoenix.lifecycle.steps.ownership(ledger, instance_id, LAUNCHING, owner)
+    return ledger, action, (_fail(instance_id, step, why_not, started) if why_not else None)
 
 
 # -- steps -------------------------------------------------------------------------------------------
