@@ -186,11 +186,15 @@ def _warm_up(emit: Any, warmed: threading.Event, stop: threading.Event) -> None:
                     "reactor config?): the first launches load the orchestration machinery themselves")
 
 
-def _loop(name: str, stop: threading.Event, step: Any, pause: float, delay: float = 0.0) -> None:
-    """Run ``step`` until ``stop``; the first after ``delay`` seconds (the queue waits for the reactor,
-    which Salt starts beside this engine: a trigger fired before it listens would wait for RETRIGGER)."""
-    if stop.wait(delay):
-        return
+def _loop(name: str, stop: threading.Event, step: Any, pause: float, delay: float = 0.0,
+          ready: threading.Event | None = None) -> None:
+    """Run ``step`` until ``stop``; the first once ``ready`` is set or ``delay`` seconds have passed (the
+    queue waits for the reactor, which Salt starts beside this engine: a trigger fired before it listens
+    would wait for RETRIGGER; ``phoenix/lifecycle/warmed`` proves that it listens)."""
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline and not (ready is not None and ready.is_set()):
+        if stop.wait(0.2):
+            return
     while not stop.is_set():
         try:
             step()
@@ -228,7 +232,7 @@ def start(interval: float = 1.0, **overrides: Any) -> None:
     threading.Thread(target=_warm_up, args=(emit, keys.warmed, stop), name="lifecycle-warmup", daemon=True).start()
     queue.resume()
     threads += [threading.Thread(target=_loop, args=("queue", stop, queue.poll_once, 2.0,
-                                                      phoenix.lifecycle.consumer.RESUME_DELAY),
+                                                      phoenix.lifecycle.consumer.RESUME_DELAY, keys.warmed),
                                  name="lifecycle-queue", daemon=True),
                 threading.Thread(target=_loop, args=("heartbeats", stop, beats.heartbeat_once, float(interval)),
                                  name="lifecycle-heartbeats", daemon=True)]
