@@ -41,7 +41,7 @@ for extra in (REPO / "_utils", REPO):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from devtools.fleet import (PhoenixSystem, cpu_seconds, group_ids, memory, rebuild_status,  # noqa: E402
+from devtools.fleet import (PhoenixSystem, cpu_seconds, instances, memory, rebuild_status,  # noqa: E402
                             wait_in_service, web_fleet)
 from localcloud.testing import wait_until  # noqa: E402
 
@@ -138,7 +138,7 @@ def main() -> int:
             engine_up = time.time()
             reading = bus.wait("phoenix/lifecycle/launching/*", timeout=300)[0]  # the engine reads the queue
             wait_in_service(aws, group, n, timeout=args.timeout)
-            ids = group_ids(aws, group)
+            ids = list(instances(aws, group))
             for iid in ids:
                 bus.wait(f"phoenix/lifecycle/continued/{iid}", timeout=120)
             all_continued = max(bus.first(f"phoenix/lifecycle/continued/{iid}")[0] for iid in ids)
@@ -184,7 +184,7 @@ def main() -> int:
                 bus.wait(f"phoenix/lifecycle/retired/{iid}", after=start, timeout=300)
             all_retired = time.time()
         calls_after = system.cloud.api_calls()
-        new = sorted(set(group_ids(aws, group)) - old)
+        new = sorted(set(list(instances(aws, group))) - old)
         after = rebuild_status(system, fleet["stack"])
         cycle = provisioning(bus, new, start)
         batches: list[list[dict[str, float]]] = []

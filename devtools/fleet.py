@@ -23,7 +23,6 @@ import getpass
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import yaml
+
+from devtools.nginx import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf" / "master.d" / "phoenix-lifecycle.conf"
@@ -48,13 +49,6 @@ LOADER_LINKS = ("_modules", "_states", "_utils", "reactor")
 WEBAPP_PILLAR: dict[str, Any] = {"phoenix": {"webapp": {
     "under_root_dir": True, "manage_packages": False, "manage_user": False, "virtualenv": False,
     "service_manager": "script", "port": 8080, "app_port": 8000, "nginx": {"main_config": True}}}}
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -576,11 +570,6 @@ def web_fleet(system: PhoenixSystem, *, instances: int, batch: int, secret: str,
                                                  "{root_dir}/run/reboot-required"]],
                                    "reboot_flag": "run/reboot-required"}}}})
     return {"stack": stack, "group": group, "outputs": out, "git": git, "commit": sha}
-
-
-def group_ids(aws: dict[str, Any], group: str) -> list[str]:
-    """Instance ids of ``group`` now."""
-    return list(instances(aws, group))
 
 
 def rebuild_status(system: PhoenixSystem, stack: str) -> dict[str, Any]:
