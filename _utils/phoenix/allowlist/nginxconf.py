@@ -142,13 +142,12 @@ class Inspection:
         out = []
         for loc in self.locations:
             for args, block in loc.limits:
-                if all(d["directive"] == "deny" and d.get("args") == ["all"] for d in block) and block \
-                        and not self.satisfy_any:
+                deny_all = bool(block) and all(d["directive"] == "deny" and d.get("args") == ["all"] for d in block)
+                if deny_all and not self.satisfy_any:
                     continue
                 allowed = " ".join(args)
-                why = (f"with satisfy any ({self.satisfy_any}) its deny all does not refuse" if self.satisfy_any
-                       and block and all(d["directive"] == "deny" for d in block) else
-                       "what its block allows goes to the app")
+                why = (f"with satisfy any ({self.satisfy_any}) its deny all does not refuse" if deny_all
+                       else "what its block allows goes to the app")
                 out.append(
                     f"{loc.where()} has limit_except {allowed}: NGINX does not run the location's if/return "
                     f"directives, so not the gate either, for the other methods, and {why} without the "
