@@ -269,6 +269,11 @@ class SaltInstanceAgent:
         minion = [self.python, "-c", "import salt.scripts; salt.scripts.salt_minion()",
                   "--config-dir", str(inst.conf_dir), "--log-level", "quiet"]
         before = len(inst.boot_log)
+        # /run is a tmpfs on a real machine, empty at every boot. A pidfile the last boot left behind names a
+        # process that is gone, or a zombie of it that nobody reaps here (its init exited first): Salt counts
+        # a zombie as running, and the new salt-minion said "An instance is already running" and exited.
+        for stale in (inst.root_dir / "var" / "run").glob("*.pid"):
+            stale.unlink(missing_ok=True)
         with open(inst.console, "ab") as console:
             inst.init = subprocess.Popen(
                 [self.python, str(INIT_SCRIPT), str(inst.boot_dir), "--", *minion],
@@ -291,26 +296,22 @@ class SaltInstanceAgent:
                  inst.boots, inst.init.pid)
 
     def _halt(self, inst: Instance) -> None:
-        """Stop the init, which ends every process of the instance; SIGKILL the tree if it does not."""
-        from localcloud.instance_init import descendants
-
+        """Stop the init, which ends every process of the instance; SIGKILL what is left after
+        ``stop_timeout``. Returns once every process the instance had is gone (the init's own exit does not
+        wait for them)."""
         init = inst.init
         if init is None or init.poll() is not None:
             return
+        tree = self.pids(inst.instance_id).get(inst.instance_id, [])
         init.terminate()
         try:
             init.wait(self.stop_timeout * 2 + 5)
         except subprocess.TimeoutExpired:
-            for pid in descendants(init.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             init.kill()
             init.wait(5)
-        left = self.pids(inst.instance_id)
+        left = _wait_gone(tree, self.stop_timeout + 2)
         if left:
-            log.error("instance %s: processes survive its halt: %s", inst.instance_id, left)
+            log.error("instance %s: processes survived its halt and were killed: %s", inst.instance_id, left)
         else:
             log.info("instance %s halted: no process left", inst.instance_id)
 
@@ -325,3 +326,28 @@ class SaltInstanceAgent:
 def _get(url: str, timeout: float = 10.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read().decode()
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until none of ``pids`` is alive; SIGKILL those left at the deadline and return them."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids):
+        if time.monotonic() >= deadline:
+            left = [p for p in pids if _alive(p)]
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return left
+        time.sleep(0.05)
+    return []
