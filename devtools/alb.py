@@ -10,7 +10,8 @@ The follower polls ``DescribeTargetHealth`` and routes to **healthy targets only
 ``draining`` and ``unused`` targets get no new requests, as with an ALB), resolving each target to
 ``<instance's PrivateIpAddress>:<target port>`` through EC2 ``DescribeInstances`` (or a resolver you
 pass). When the set changes it rewrites the ``upstream`` block, checks the config with ``nginx -t``,
-runs ``nginx -s reload`` and waits until NGINX answers with the new generation (``/_alb/generation``).
+runs ``nginx -s reload`` and waits until NGINX answers with the new generation (``/_alb/generation``)
+and every worker of the old generation has exited.
 Addresses outside 127.0.0.0/8 are refused (logged, never routed): nothing leaves the machine.
 
 Differences from an ALB, on purpose: ``proxy_next_upstream off`` (an ALB does not retry a failed
@@ -170,9 +171,13 @@ class LoadBalancer:
         if checked.returncode != 0:
             self.nginx.conf.write_text(previous)  # the running config stays as it was
             raise RuntimeError(f"nginx -t refused the ALB config: {checked.stderr.strip()}")
+        old_workers = self.nginx.workers()
         subprocess.run(self.nginx.argv("-s", "reload"), check=True, capture_output=True)
+        # Loaded means: a new worker answers with the generation AND every worker of the old one has exited.
+        # Until an old worker has handled its QUIT it still accepts connections and answers them with the
+        # old config (a 503 from generation 0 once failed the replacement test).
         deadline = time.monotonic() + 10
-        while self.current_generation() != generation:
+        while self.current_generation() != generation or old_workers & self.nginx.workers():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not load generation {generation}: {self.nginx.error_log()[-500:]}")
             time.sleep(0.02)

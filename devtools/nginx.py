@@ -88,6 +88,20 @@ class Nginx:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGHUP)
 
+    def workers(self) -> set[int]:
+        """Pids of the master's worker processes alive now (old ones too, while they finish after a reload)."""
+        if self.proc is None:
+            return set()
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
+                found.add(int(stat.parent.name))
+        return found
+
     def error_log(self) -> str:
         path = self.prefix / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
