@@ -5,7 +5,10 @@ boto3, real NGINX, real HTTP servers as instances."""
 
 from __future__ import annotations
 
+import http.client
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +124,51 @@ def test_render_refuses_nothing_and_answers_503_without_targets() -> None:
         {"Target": {"Id": "i-2", "Port": 80}, "TargetHealth": {"State": "draining"}},
         {"Target": {"Id": "i-3", "Port": 80}, "TargetHealth": {"State": "initial"}},
     ]) == [("i-1", 80)]
+
+
+class _Named(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.server.name.encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_first_request_after_apply_sees_the_applied_targets(tmp_path: Path) -> None:
+    """After ``apply`` returns, no worker of an older generation answers: alternate two upstreams 40 times
+    and send one request right after each switch. (Waiting only for the generation answer let an old
+    worker that had not yet handled QUIT answer with the old config, 129 times in 200 switches.)"""
+    servers = []
+    for name in ("a", "b"):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Named)
+        server.name = name  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+        alb = LoadBalancer(tmp_path / "alb", "http://127.0.0.1:1", "arn:unused")  # apply() only: no AWS call
+        alb.nginx.start(port=alb.port)
+        try:
+            stale = []
+            for switch in range(40):
+                server = servers[switch % 2]
+                alb.apply({server.name: server.server_address[:2]})  # type: ignore[attr-defined]
+                conn = http.client.HTTPConnection("127.0.0.1", alb.port, timeout=5)
+                conn.request("GET", "/")
+                answer = conn.getresponse().read().decode()
+                conn.close()
+                if answer != server.name:  # type: ignore[attr-defined]
+                    stale.append((switch, answer))
+            assert stale == []
+        finally:
+            alb.nginx.stop()
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
 
 
 @pytest.fixture
