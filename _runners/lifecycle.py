@@ -165,6 +165,12 @@ def claim(instance_id: str, kind: str = "launching", owner: str | None = None) -
 def wait_minion(instance_id: str, owner: str, timeout: float | None = None) -> dict[str, Any]:
     """Wait until the instance's key is accepted (by the engine's key review) and its minion answers.
 
+    A minion whose key was just accepted connects at its next authentication try, and a ping published
+    before that is never seen. So the ping is published without waiting for it (its return is read from
+    the job cache) and published again every 1.5 s, or at once when the minion's
+    ``salt/minion/<id>/start`` shows it connected (``LocalClient.cmd`` waited its ``gather_job_timeout``
+    after a missed ping: 13 s).
+
     CLI Example:
 
     .. code-block:: bash
@@ -172,6 +178,7 @@ def wait_minion(instance_id: str, owner: str, timeout: float | None = None) -> d
         salt-run lifecycle.wait_minion i-0123456789abcdef0 owner=ops-manual timeout=120
     """
     import salt.client
+    import salt.utils.event
 
     started = time.monotonic()
     instance_id = _instance(instance_id)
@@ -179,18 +186,29 @@ def wait_minion(instance_id: str, owner: str, timeout: float | None = None) -> d
     if failure:
         return failure
     limit = float(timeout if timeout is not None else _options().key_timeout)
+    start_tag = f"salt/minion/{instance_id}/start"
     accepted_after = None
-    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+    with salt.client.get_local_client(__opts__["conf_file"]) as client, \
+            salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True) as bus:
         while time.monotonic() - started < limit:
             if ledger.in_flight(instance_id) is None:
                 return _fail(instance_id, "minion", "the lifecycle action ended while waiting", started=started)
-            if _key_state(instance_id) == "accepted":
-                accepted_after = accepted_after or round(time.monotonic() - started, 3)
-                ret = client.cmd(instance_id, "test.ping", timeout=3)
-                if ret.get(instance_id) is True:
+            if _key_state(instance_id) != "accepted":
+                time.sleep(0.2)
+                continue
+            if accepted_after is None:
+                accepted_after = round(time.monotonic() - started, 3)
+            jid = client.cmd_async(instance_id, "test.ping")
+            republish = time.monotonic() + 1.5
+            while jid and time.monotonic() < republish:
+                got = client.get_cache_returns(jid).get(instance_id)
+                if got is not None and got.get("ret") is True:
                     return _done(instance_id, "minion", "key accepted, minion answers", started,
                                  key_seconds=accepted_after)
-            time.sleep(0.2)
+                if bus.get_event(wait=0.1, tag=start_tag, match_type="startswith"):
+                    break  # it connected after this publish: ping again now
+            if not jid:
+                time.sleep(0.5)
     state = _key_state(instance_id) or "absent"
     refusals = [n["detail"] for n in ledger.notes(instance_id, "key_refused")]
     why = f" (last refusal: {refusals[-1]})" if refusals else ""

@@ -1,6 +1,9 @@
 """Provisioning steps of part 2 (Phoenix): what ``orch.provision`` and ``orch.retire`` call besides the
 ``lifecycle`` runner's steps.
 
+``launching`` and ``terminating`` run a whole action's steps in this one runner, in the order and with the
+failure rules of :mod:`phoenix.lifecycle.sequence` (``orch.provision`` and ``orch.retire`` call them).
+
 Each step works like a ``lifecycle`` step: it re-reads the ledger (only the orchestration holding the
 action's claim, ``owner``, may run it), talks to AWS only through :mod:`phoenix.aws`, records a failure's
 reason in the ledger, fires ``phoenix/lifecycle/step/<id>`` and returns a non-zero retcode so the
@@ -28,6 +31,7 @@ try:
     import phoenix.lifecycle.ledger
     import phoenix.lifecycle.messages
     import phoenix.lifecycle.options
+    import phoenix.lifecycle.sequence
     import phoenix.lifecycle.steps
     import phoenix.provision.inventory as _inv
     import phoenix.provision.profile as _profile
@@ -87,6 +91,91 @@ def _owned(instance_id: str, owner: str, step: str, started: float):
     ledger = _ledger()
     action, why_not = phoenix.lifecycle.steps.ownership(ledger, instance_id, LAUNCHING, owner)
     return ledger, action, (_fail(instance_id, step, why_not, started) if why_not else None)
+
+
+# -- whole actions -----------------------------------------------------------------------------------
+def _call(name: str, **kwargs: Any) -> Any:
+    """Run the runner function ``name`` in this process (``__salt__`` is the runner loader here); ``owner``
+    only for a function that takes it."""
+    import salt.utils.args
+
+    function = __salt__[name]
+    if "owner" in kwargs and "owner" not in salt.utils.args.get_function_argspec(function).args:
+        kwargs.pop("owner")
+    return function(**kwargs)
+
+
+def _steps(before: Any, after: Any, defaults: tuple[tuple[str, ...], tuple[str, ...]]):
+    """``(before, after, None)``, or ``((), (), reason)`` when a list names something that is not a loaded
+    runner function (the sequence then ABANDONs a launch right after its claim)."""
+    try:
+        return (*(phoenix.lifecycle.sequence.check_names(default if names is None else names,
+                                                         lambda name: name in __salt__, what)
+                  for names, default, what in ((before, defaults[0], "before"), (after, defaults[1], "after"))),
+                None)
+    except ValueError as exc:
+        return (), (), str(exc)
+
+
+def _owner(owner: str | None) -> str:
+    import secrets
+
+    return str(owner) if owner else f"orch-{secrets.token_hex(12)}"
+
+
+def launching(instance_id: str, owner: str | None = None, before: list[str] | None = None,
+              after: list[str] | None = None) -> dict[str, Any]:
+    """
+    Provision a new instance held in ``Pending:Wait``, all in this runner: ``lifecycle.claim``, then each
+    step of ``before`` (default: ``lifecycle.wait_minion``, ``lifecycle.highstate``,
+    ``provision.reboot_if_required``, ``lifecycle.health_check``, ``provision.swap_profile``), then
+    ``CONTINUE``, then each of ``after`` (``provision.close_secrets``, ``provision.refresh_inventory``).
+    The first step that fails (or raises) sends ``ABANDON`` at once with its reason; a failed claim sends
+    nothing (a forged or repeated trigger). Each step fires ``phoenix/lifecycle/step/<id>``.
+
+    A site's own step is a runner function taking ``instance_id`` (and ``owner``, to check the claim with
+    the ledger), returning a dict with a boolean ``result`` and a ``comment``: list it in ``before``.
+    ``orch.provision`` is this function's one state.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run provision.launching i-0123456789abcdef0
+        salt-run provision.launching i-0123456789abcdef0 before='[lifecycle.wait_minion, lifecycle.highstate, lifecycle.health_check]'
+    """
+    instance_id = _instance(instance_id)
+    before, after, problem = _steps(before, after, (phoenix.lifecycle.sequence.LAUNCH_BEFORE,
+                                                    phoenix.lifecycle.sequence.LAUNCH_AFTER))
+    out = phoenix.lifecycle.sequence.launching(_call, instance_id, _owner(owner), before, after, problem)
+    (log.info if out["result"] else log.warning)("provision of %s: %s", instance_id, out["comment"])
+    if not out["result"]:
+        __context__["retcode"] = 1
+    return out
+
+
+def terminating(instance_id: str, owner: str | None = None, before: list[str] | None = None,
+                after: list[str] | None = None) -> dict[str, Any]:
+    """
+    Retire an instance held in ``Terminating:Wait``, all in this runner: ``lifecycle.claim``, then each of
+    ``before`` (default: ``lifecycle.retire``: delete the key, flush its minion data cache;
+    ``provision.forget``: its revocation policies), then ``CONTINUE`` (sent even when a clean-up step
+    failed: the instance goes either way), then ``after`` (``provision.refresh_inventory``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run provision.terminating i-0123456789abcdef0
+    """
+    instance_id = _instance(instance_id)
+    before, after, problem = _steps(before, after, (phoenix.lifecycle.sequence.RETIRE_BEFORE,
+                                                    phoenix.lifecycle.sequence.RETIRE_AFTER))
+    out = phoenix.lifecycle.sequence.terminating(_call, instance_id, _owner(owner), before, after, problem)
+    (log.info if out["result"] else log.warning)("retire of %s: %s", instance_id, out["comment"])
+    if not out["result"]:
+        __context__["retcode"] = 1
+    return out
 
 
 # -- steps -------------------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 
     salt-run state.orchestrate orch.provision pillar='{"instance_id": "i-0123456789abcdef0"}'
 
-  Started by reactor/lifecycle/launching.sls for phoenix/lifecycle/launching/<id>. Every step is a
-  `lifecycle` runner that re-reads the ledger and AWS, so a forged event stops at `claim` and signals
-  nothing. The steps, in order (each requires the one before):
+  Started by reactor/lifecycle/launching.sls for phoenix/lifecycle/launching/<id>. One state:
+  `provision.launching` runs every step in the runner's own process, in order (one salt.runner state per
+  step cost Salt's runner start each time, most of the time between steps: bench/provision.py). Every step
+  is a runner function that re-reads the ledger and AWS, so a forged event stops at `claim` and signals
+  nothing; each can be run alone (`salt-run lifecycle.health_check <id> owner=...`). The steps:
 
     claim      ledger has the in-flight LAUNCHING action, AWS says Pending:Wait in its group; this run
                becomes the action's only orchestration
@@ -21,95 +23,26 @@
     secrets    the minion refreshes its pillar, dropping the values it held (not an ABANDON reason)
     inventory  the group's salt-ssh roster and known_hosts (not an ABANDON reason)
 
-  At the first failure `abandon` sends ABANDON at once with the failing step's reason (event + ledger).
-  A failed `claim` sends nothing: the action is not ours (forged/repeated event, or already finished).
+  At the first failure of a step before `continue` (a failed result or an exception), ABANDON is sent at
+  once with the step's reason (event + ledger). A failed `claim` sends nothing: the action is not ours
+  (forged/repeated event, or already finished).
+
+  A site's own step: a runner function taking instance_id (and owner) and returning a dict with a boolean
+  `result` and a `comment`; add it to `before` below (a name that is not a loaded runner function ABANDONs
+  every launch at once, with that reason).
 -#}
 {%- set instance_id = pillar.get('instance_id') %}
-{%- set owner = 'orch-' ~ salt['random.get_str'](24, punctuation=False) %}
-{%- set steps = ['phoenix-provision-minion', 'phoenix-provision-highstate', 'phoenix-provision-reboot',
-                 'phoenix-provision-health', 'phoenix-provision-profile'] %}
 
-phoenix-provision-claim:
+phoenix-provision:
   salt.runner:
-    - name: lifecycle.claim
+    - name: provision.launching
     - instance_id: {{ instance_id | tojson }}
-    - kind: launching
-    - owner: {{ owner | tojson }}
-
-phoenix-provision-minion:
-  salt.runner:
-    - name: lifecycle.wait_minion
-    - instance_id: {{ instance_id | tojson }}
-    - owner: {{ owner | tojson }}
-    - require:
-      - salt: phoenix-provision-claim
-
-phoenix-provision-highstate:
-  salt.runner:
-    - name: lifecycle.highstate
-    - instance_id: {{ instance_id | tojson }}
-    - owner: {{ owner | tojson }}
-    - require:
-      - salt: phoenix-provision-minion
-
-phoenix-provision-reboot:
-  salt.runner:
-    - name: provision.reboot_if_required
-    - instance_id: {{ instance_id | tojson }}
-    - owner: {{ owner | tojson }}
-    - require:
-      - salt: phoenix-provision-highstate
-
-phoenix-provision-health:
-  salt.runner:
-    - name: lifecycle.health_check
-    - instance_id: {{ instance_id | tojson }}
-    - owner: {{ owner | tojson }}
-    - require:
-      - salt: phoenix-provision-reboot
-
-phoenix-provision-profile:
-  salt.runner:
-    - name: provision.swap_profile
-    - instance_id: {{ instance_id | tojson }}
-    - owner: {{ owner | tojson }}
-    - require:
-      - salt: phoenix-provision-health
-
-phoenix-provision-continue:
-  salt.runner:
-    - name: lifecycle.complete
-    - instance_id: {{ instance_id | tojson }}
-    - result: CONTINUE
-    - kind: launching
-    - owner: {{ owner | tojson }}
-    - require:
-      - salt: phoenix-provision-profile
-
-phoenix-provision-secrets-closed:
-  salt.runner:
-    - name: provision.close_secrets
-    - instance_id: {{ instance_id | tojson }}
-    - require:
-      - salt: phoenix-provision-continue
-
-phoenix-provision-inventory:
-  salt.runner:
-    - name: provision.refresh_inventory
-    - instance_id: {{ instance_id | tojson }}
-    - require:
-      - salt: phoenix-provision-continue
-
-phoenix-provision-abandon:
-  salt.runner:
-    - name: lifecycle.complete
-    - instance_id: {{ instance_id | tojson }}
-    - result: ABANDON
-    - kind: launching
-    - owner: {{ owner | tojson }}
-    - require:
-      - salt: phoenix-provision-claim
-    - onfail_any:
-{%- for step in steps %}
-      - salt: {{ step }}
-{%- endfor %}
+    - before:
+      - lifecycle.wait_minion
+      - lifecycle.highstate
+      - provision.reboot_if_required
+      - lifecycle.health_check
+      - provision.swap_profile
+    - after:
+      - provision.close_secrets
+      - provision.refresh_inventory
