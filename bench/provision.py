@@ -1,12 +1,18 @@
 """Benchmark: provisioning N new instances through Salt on localcloud (run on demand, not in CI).
 
-    PYTHONPATH=_utils:. .venv/bin/python bench/provision.py [--instances 5] [--boot 0.5] [--keep DIR]
+    PYTHONPATH=_utils:. .venv/bin/python bench/provision.py [--instances 5] [--cycle] [--boot 0.5] [--keep DIR]
 
 A real salt-master started from conf/master.d/phoenix-lifecycle.conf (engine, reactor, auth events), a
 localcloud Auto Scaling group with Phoenix's LAUNCHING hook, and N instances that are real salt-minions
 (localcloud.salt_instance), all through devtools.fleet (the demo's and bench/fleet.py's harness). The
 instances' highstate is the stand-in role of the daemon tests (the files of
 tests/integration/lifecycle_roots, copied into the run). The master's event bus gives the times.
+
+Two measurements. **Simultaneous launches**: the group is created with N instances at once (the harder
+case on one 2-core machine: N salt-minions boot, N orchestrations start and N highstates run at the same
+time). **A rebuild cycle** (``--cycle``): then ``orch.rebuild`` replaces the N instances with
+``rebuild.cycle``'s defaults (instance refresh, MinHealthyPercentage 90: one instance at a time for N <= 10),
+what the daily cycle does.
 
 Prints, for each instance: notification -> CONTINUE, the highstate's own time, and the difference (what
 Phoenix and Salt add around the highstate), then the median and max of that difference (target: under
@@ -18,6 +24,7 @@ claim done), minion answering, highstate, health check, signal.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -41,6 +48,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=5)
     parser.add_argument("--boot", type=float, default=0.5, help="virtual seconds in Pending before Pending:Wait")
+    parser.add_argument("--cycle", action="store_true",
+                        help="then replace them with rebuild.cycle (orch.rebuild) and report the new instances")
     parser.add_argument("--keep", help="keep the run's files in this directory")
     args = parser.parse_args()
 
@@ -59,21 +68,39 @@ def main() -> int:
                                         "lifecycle_test.sls": {"lifecycle_test": {"mode": "ok"}}})
             time.sleep(11)  # the engine reads the queue RESUME_DELAY (10 s) after it starts
             began = time.time()
-            make_group(aws, "lc-bench", arn, desired=args.instances, terminating=False, max_size=args.instances)
-            wait_in_service(aws, "lc-bench", args.instances, timeout=600)
+            make_group(aws, "lc-bench", arn, desired=args.instances, terminating=args.cycle, max_size=2 * args.instances)
+            first = wait_in_service(aws, "lc-bench", args.instances, timeout=600)
             elapsed = time.time() - began
             time.sleep(1)
-            report(system.cloud, system.bus, elapsed)
+            print(f"== {args.instances} simultaneous launches")
+            report(system.cloud, system.bus, sorted(first), f"{args.instances} instances CONTINUEd in {elapsed:.1f} s "
+                   "(group created -> all InService)")
+            if args.cycle:
+                began = time.time()
+                pillar = {"group": "lc-bench", "strategy": "instance_refresh", "force": True, "poll_initial": "0.5s",
+                          "poll_max": "2s", "deadline": "30m"}
+                done = system.salt_run("state.orchestrate", "orch.rebuild", f"pillar={json.dumps(pillar)}")
+                if done.returncode != 0:
+                    print(f"orch.rebuild failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
+                    return 1
+                system.bus.wait("phoenix/rebuild/lc-bench/finished", after=began, timeout=1800)
+                new = wait_in_service(aws, "lc-bench", args.instances, timeout=600)
+                elapsed = time.time() - began
+                time.sleep(1)
+                print(f"\n== rebuild.cycle of the {args.instances} (instance refresh, one at a time)")
+                report(system.cloud, system.bus, sorted(set(new) - set(first)),
+                       f"{len(set(new) - set(first))} instances replaced in {elapsed:.1f} s")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def report(cloud: Any, bus: Any, elapsed: float) -> None:
+def report(cloud: Any, bus: Any, ids: list[str], title: str) -> None:
+    launched = {r["instance_id"]: r for r in cloud.instances("lc-bench")}
     rows = []
-    for record in cloud.instances("lc-bench"):
-        iid = record["instance_id"]
+    for iid in ids:
+        record = launched[iid]
         recorded = bus.first(f"phoenix/lifecycle/launching/{iid}")
         done = bus.first(f"phoenix/lifecycle/continued/{iid}")
         if not recorded or not done:
@@ -83,7 +110,7 @@ def report(cloud: Any, bus: Any, elapsed: float) -> None:
         highstate = steps["highstate"][1]["seconds"]
         total = done[0] - recorded[0]
         rows.append((iid, total, highstate, total - highstate, record, recorded, steps))
-    print(f"{len(rows)} instances CONTINUEd in {elapsed:.1f} s (group created -> all InService)")
+    print(title)
     print(f"{'instance':22} {'notif->CONTINUE':>16} {'highstate':>10} {'difference':>11}")
     for iid, total, highstate, diff, *_ in rows:
         print(f"{iid:22} {total:15.2f}s {highstate:9.2f}s {diff:10.2f}s")
@@ -92,22 +119,40 @@ def report(cloud: Any, bus: Any, elapsed: float) -> None:
         print(f"notification -> CONTINUE minus highstate: median {statistics.median(diffs):.2f} s, "
               f"max {max(diffs):.2f} s (target < 5 s)")
     if rows:
-        iid, total, highstate, diff, record, recorded, steps = rows[0]
+        iid, total, highstate, diff, record, recorded, steps = max(rows, key=lambda r: r[3])
         first_auth = bus.first("salt/auth", lambda d: d.get("id") == iid)
         accepted = bus.first(f"phoenix/lifecycle/key/accepted/{iid}")
-        launched = record["launched_at"]
-        print(f"\nbreakdown of {iid} (seconds):")
+        launched_at = record["launched_at"]
+        print(f"\nbreakdown of the slowest, {iid} (seconds):")
         if first_auth:
-            print(f"  boot (launch -> first key request)              {first_auth[0] - launched:6.2f}")
+            print(f"  boot (launch -> first key request)              {first_auth[0] - launched_at:6.2f}")
         if first_auth and accepted:
             start = max(first_auth[0], recorded[0])
             print(f"  key acceptance (request/notification -> accept) {accepted[0] - start:6.2f}")
         claim_at = steps["claim"][0]
         print(f"  reactor + orchestration start (trigger -> claim) {claim_at - recorded[0]:6.2f}")
-        for step in ("minion", "highstate", "health", "signal"):
+        for step in ("minion", "highstate", "reboot", "health", "signal"):
             if step in steps:
                 print(f"  {step:47}{steps[step][1]['seconds']:6.2f}")
         print(f"  notification -> CONTINUE                         {total:6.2f}")
+        timeline(recorded[0], steps)
+
+
+def timeline(notified: float, steps: dict[str, tuple[float, dict[str, Any]]]) -> None:
+    """Each step's start and end after the notification (a step's event comes at its end and carries its
+    duration), and the time between steps: what the orchestration machinery costs."""
+    print("\n  step timeline (s after the notification: start -> end)")
+    previous_end = None
+    between = 0.0
+    for at, data in sorted(steps.values(), key=lambda item: item[0]):
+        end = at - notified
+        start = end - float(data.get("seconds") or 0)
+        gap = "" if previous_end is None else f"   (+{start - previous_end:.2f} after the previous step)"
+        if previous_end is not None:
+            between += max(0.0, start - previous_end)
+        print(f"    {data['step']:10} {start:7.2f} -> {end:7.2f}{gap}")
+        previous_end = end
+    print(f"  between steps, in all: {between:.2f} s")
 
 
 if __name__ == "__main__":

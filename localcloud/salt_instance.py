@@ -245,7 +245,7 @@ class SaltInstanceAgent:
                 "phoenix_private_ip": inst.private_ip,
             },
             # a new instance's key waits for the master's decision: retry often, not every 10 s
-            "acceptance_wait_time": 1,
+            "acceptance_wait_time": 0.5,  # as templates/phoenix-fleet.yaml's user data
             "acceptance_wait_time_max": 2,
             "random_reauth_delay": 0,
             "log_level_logfile": "info",

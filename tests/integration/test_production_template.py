@@ -88,7 +88,8 @@ def test_localcloud_runs_the_template(tmp_path: Path) -> None:
         assert version["MetadataOptions"]["HttpTokens"] == "required"
         user_data = base64.b64decode(version["UserData"]).decode()
         for needle in ("master: salt.example.internal", "id: $instance_id", "phoenix_identity_document",
-                       "phoenix_identity_signature", "api/token", "Pin: version 3008.*"):
+                       "phoenix_identity_signature", "api/token", "Pin: version 3008.*",
+                       "acceptance_wait_time: 0.5"):
             assert needle in user_data
         script = tmp_path / "user-data.sh"
         script.write_text(user_data)
