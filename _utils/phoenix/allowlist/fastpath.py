@@ -96,6 +96,8 @@ def _uri_kept(text: str) -> bool:
 
 #: an exact location's path written as it is into its request-line comparison (no variables, no quoting)
 _LITERAL = re.compile(r"/[A-Za-z0-9._~/-]*")
+#: where an exact location's path goes in its body's template (NGINX config text has no NUL)
+_PATH_SLOT = "\0"
 #: PCRE syntax that Python's ``re`` reads differently or not at all: such regexes are never asked in Python
 _NOT_PYTHON = re.compile(r"\[:|\\[ZzQEhHvVRXpPecoNKG]|\\x\{|\{,|\(\?\||\(\*")
 
@@ -339,15 +341,18 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     if intercept:
         gate = "if ($status = 500) { return 500; } " + gate
 
-    bodies: dict[tuple[str | None, str, str, str, str], list[str]] = {}
+    bodies: dict[tuple[str | None, str, bool, str, str], str] = {}
 
-    def body(methods: set[str] | None, indent: str, path: str = "", handler: str = "", regex: str = "") -> list[str]:
-        """The same few lines for every rule with the same main method (and exact path): made once each."""
-        key = (None if methods is None else _main_method(methods), indent, path if _LITERAL.fullmatch(path) else "",
-               handler or fast.handler, regex)
-        if key not in bodies:
-            bodies[key] = _body(*key)
-        return bodies[key]
+    def body(methods: set[str] | None, indent: str, path: str = "", handler: str = "", regex: str = "") -> str:
+        """The same few lines (one string) for every rule with the same main method: made once each; an exact
+        location's path is put into its template."""
+        main = None if methods is None else _main_method(methods)
+        written = bool(strict_paths and main is not None and path and _LITERAL.fullmatch(path))
+        key = (main, indent, written, handler or fast.handler, regex)
+        text = bodies.get(key)
+        if text is None:
+            text = bodies[key] = "\n".join(_body(main, indent, _PATH_SLOT if written else "", key[3], regex))
+        return text.replace(_PATH_SLOT, path) if written else text
 
     def _body(main: str | None, indent: str, path: str, handler: str, regex: str) -> list[str]:
         # the gate's place among the location's own directives: the copies before it, then the checks
@@ -374,13 +379,16 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
 
     # NGINX sorts each level's locations with an insertion sort (ngx_queue_sort): in its own order
     # (name bytes, exact before prefix) that is one step per location, in any other thousands each
+    # a block is a list of strings, each one or more lines (joined with newlines like the lines)
     blocks: list[tuple[bytes, int, list[str]]] = []
     count = 0
     for path, methods in exact.items():
         blocks.append((path.encode(), 0, [f"location = {quote(path)} {{",
-                                          *body(methods, "    ", path, fast.handler_for(path)), "}"]))
+                                          body(methods, "    ", path, fast.handler_for(path)), "}"]))
         count += 1
     keyword = "^~ " if not fast.guard else ""  # a plain prefix lets the user's regexes be tried after ours
+    fallback = [*fast.before, gate, *fast.after, fast.handler]  # a prefix's own lines (not with a URI part)
+    fallback_lines, fallback_inline = "\n".join("    " + d for d in fallback), " ".join(fallback)
     for head, rules in groups.items():
         block = [f"location {keyword}{quote(head)} {{"]
         if fast.uri_target:
@@ -392,8 +400,8 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
             main, regexes = max(mains.items(), key=lambda kv: (len(kv[1]), kv[0] in (None, "GET"), kv[0] or ""))
             alternation = "^(?:" + "|".join(regexes) + r")\z"
             if len(alternation) <= MAX_TOKEN:
-                blocks.append((head.encode(), 1, [*block, *body(None if main is None else {main}, "    ",
-                                                                 handler=fast.handler_for(head), regex=alternation),
+                blocks.append((head.encode(), 1, [*block, body(None if main is None else {main}, "    ",
+                                                                handler=fast.handler_for(head), regex=alternation),
                                                   "}"]))
                 count += len(regexes)
                 dynamic += len(regexes)
@@ -405,15 +413,16 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
             continue
         for regex, methods in rules.items():
             anchored = "^" + _guard(_relevant(fast.guard, regex)) + "(?:" + regex + r")\z"
-            block += [f"    location ~ {quote(anchored)} {{", *body(methods, "    " * 2), "    }"]
+            block += [f"    location ~ {quote(anchored)} {{", body(methods, "    " * 2), "    }"]
             count += 1
             dynamic += 1
-        fallback = [*fast.before, gate, *fast.after, fast.handler]
-        blocks.append((head.encode(), 1, [*block, *("    " + d for d in fallback), "}"]))
+        block.append(fallback_lines)
+        block.append("}")
+        blocks.append((head.encode(), 1, block))
         # NGINX answers the prefix without its slash (/users) with its own 301 to /users/ when a
         # prefix location ending in "/" holds a *_pass; an exact location is found first and stops that
         if head[:-1] not in exact:  # a static rule's own exact location does that already
-            blocks.append((head[:-1].encode(), 0, [f"location = {quote(head[:-1])} {{ {' '.join(fallback)} }}"]))
+            blocks.append((head[:-1].encode(), 0, [f"location = {quote(head[:-1])} {{ {fallback_inline} }}"]))
     lines = [line for _, _, block in sorted(blocks, key=lambda b: (b[0], b[1])) for line in block]
     return lines, count, len(groups) - len(groups_off), dynamic
 
