@@ -161,3 +161,22 @@ def test_to_python_validation_is_the_apps_business():
     compiled = compiled_for(url_map)
     assert compiled.allows("GET", "/12/x") and werkzeug_allows(url_map, "GET", "/12/x")
     assert compiled.allows("GET", "/1/x") and not werkzeug_allows(url_map, "GET", "/1/x")
+
+
+def test_describe_lists_every_rule_of_a_flask_app_in_iter_rules_order():
+    """describe reads Map._rules (iter_rules() would first build the matcher): the same rules, same order,
+    for a Flask app with a blueprint, a rule added after the first match and a converter with arguments."""
+    from flask import Blueprint, Flask
+
+    app = Flask(__name__)
+    bp = Blueprint("bp", __name__, url_prefix="/bp")
+    bp.add_url_rule("/<int(fixed_digits=4):year>", "year", lambda year: "")
+    app.register_blueprint(bp)
+    app.add_url_rule("/a/<path:rest>", "a", lambda rest: "", methods=["POST"])
+    app.url_map.bind("localhost").match("/a/x", method="POST")  # the matcher is built now
+    app.add_url_rule("/late", "late", lambda: "")
+    described = extract_routes.describe(app.url_map, app=app)["rules"]
+    assert [r["rule"] for r in described] == [r.rule for r in app.url_map.iter_rules()]
+    year = next(r for r in described if r["rule"] == "/bp/<int(fixed_digits=4):year>")
+    assert year["converters"]["year"]["args"]["fixed_digits"] == 4
+    assert year["converters"]["year"]["bases"][0] == "IntegerConverter"
