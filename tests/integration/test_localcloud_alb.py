@@ -56,8 +56,10 @@ def clients(cloud: LocalCloud) -> dict[str, Any]:
 
 def test_target_group_follows_the_lifecycle() -> None:
     """Pending:Wait is never a target; InService -> initial -> healthy; Terminating -> draining for the
-    delay, and only then the TERMINATING hook; a client's DeregisterTargets drains and is not undone."""
-    with LocalCloud(boot_seconds=1) as cloud:
+    delay, and only then the TERMINATING hook; a client's DeregisterTargets drains and is not undone.
+    The clock nearly stands still (rate 0.001): only advance() moves it, so a slow machine cannot add the
+    second that turned "initial" into "healthy" before the check (it did once in CI, at rate 1)."""
+    with LocalCloud(boot_seconds=1, clock_rate=0.001) as cloud:
         aws = clients(cloud)
         tg = target_group(aws, delay=30)
         queue = aws["sqs"].create_queue(QueueName="hooks")["QueueUrl"]
