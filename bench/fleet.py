@@ -184,7 +184,7 @@ def main() -> int:
                 bus.wait(f"phoenix/lifecycle/retired/{iid}", after=start, timeout=300)
             all_retired = time.time()
         calls_after = system.cloud.api_calls()
-        new = sorted(set(list(instances(aws, group))) - old)
+        new = sorted(set(instances(aws, group)) - old)
         after = rebuild_status(system, fleet["stack"])
         cycle = provisioning(bus, new, start)
         batches: list[list[dict[str, float]]] = []

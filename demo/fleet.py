@@ -164,13 +164,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bus.listeners.append(display)
         print(f"   master up in {time.time() - began:.0f} s; provisioning (live, from the master's event bus):")
         wait_in_service(aws, group, args.instances, timeout=args.timeout)
-        for iid in list(instances(aws, group)):
+        for iid in instances(aws, group):
             bus.wait(f"phoenix/lifecycle/step/{iid}", where=lambda d: d.get("step") == "secrets", timeout=60)
         result["provisioned_s"] = round(time.time() - began, 1)
         print(f"   {args.instances} instances in service after {result['provisioned_s']:.0f} s")
 
         # ---------------------------------------------------------------- the allowlist on one instance
-        first = sorted(list(instances(aws, group)))[0]
+        first = sorted(instances(aws, group))[0]
         address = cloud.private_ip(first)
         print(f"\n== {first} ({address}): the Flask app runs with the Werkzeug debugger ON")
         print(f"  {'request':48} {'app directly (:8000)':22} {'through its NGINX (:8080)':24}")
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print("\n== a simulated day passes (localcloud's clock +24 h)")
             day_later = status(system)
             print_status(day_later)
-            old = set(list(instances(aws, group)))
+            old = set(instances(aws, group))
             timeline_from = len(cloud.timeline(group))
             alb_from = len(alb.history)
             calls_before = cloud.api_calls()
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cycle_seconds = time.time() - cycle_start
             finished = bus.matching(f"phoenix/rebuild/{group}/finished", cycle_start)
             failed = bus.matching(f"phoenix/rebuild/{group}/failed", cycle_start)
-            new = set(list(instances(aws, group))) - old
+            new = set(instances(aws, group)) - old
             if finished and not failed:
                 for iid in old:  # the last old instances drain and retire after the stack update completes
                     bus.wait(f"phoenix/lifecycle/retired/{iid}", after=cycle_start, timeout=120)
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rebuild_result": bool(finished) and not failed,
             "replaced": (finished[-1][2].get("replaced") if finished else 0),
             "abandoned": len(abandoned), "continued": len(continued),
-            "old": sorted(old), "new": sorted(new), "still_old": sorted(old & set(list(instances(aws, group)))),
+            "old": sorted(old), "new": sorted(new), "still_old": sorted(old & set(instances(aws, group))),
             "oldest_age_before_s": max(ages(day_later) or [0]), "oldest_age_after_s": max(ages(after) or [0]),
             "min_in_service": min(e["in_service"] for e in timeline) if timeline else None,
             "min_routed": min(routed_history) if routed_history else None,

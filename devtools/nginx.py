@@ -90,17 +90,11 @@ class Nginx:
 
     def workers(self) -> set[int]:
         """Pids of the master's worker processes alive now (old ones too, while they finish after a reload)."""
+        from localcloud.instance_init import parents
+
         if self.proc is None:
             return set()
-        found = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
-                found.add(int(stat.parent.name))
-        return found
+        return {pid for pid, parent in parents().items() if parent == self.proc.pid}
 
     def error_log(self) -> str:
         path = self.prefix / "error.log"

@@ -26,19 +26,29 @@ PR_SET_CHILD_SUBREAPER = 36
 GRACE_SECONDS = float(os.environ.get("LOCALCLOUD_STOP_GRACE", "10"))
 
 
+def _stat(pid: int | str) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first, then the parent pid); [] if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != b"Z"
+
+
 def parents() -> dict[int, int]:
     """pid -> parent pid of every live (non-zombie) process."""
     table: dict[int, int] = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[-1].split()
-        except OSError:
-            continue
-        if fields and fields[0] != b"Z":
-            table[int(entry.name)] = int(fields[1])
+        if entry.name.isdigit():
+            fields = _stat(entry.name)
+            if fields and fields[0] != b"Z":
+                table[int(entry.name)] = int(fields[1])
     return table
 
 

@@ -328,21 +328,14 @@ def _get(url: str, timeout: float = 10.0) -> str:
         return resp.read().decode()
 
 
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _wait_gone(pids: list[int], timeout: float) -> list[int]:
     """Wait until none of ``pids`` is alive; SIGKILL those left at the deadline and return them."""
+    from localcloud.instance_init import alive
+
     deadline = time.monotonic() + timeout
-    while any(_alive(p) for p in pids):
+    while any(alive(p) for p in pids):
         if time.monotonic() >= deadline:
-            left = [p for p in pids if _alive(p)]
+            left = [p for p in pids if alive(p)]
             for pid in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
