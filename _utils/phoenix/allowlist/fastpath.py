@@ -320,11 +320,11 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     for p in compiled.patterns:
         if p.regex is None or not p.prefix or len(p.regex) + len(guard) > MAX_TOKEN:
             continue
-        head = "/" + "/".join(p.prefix) + "/"  # the location is named head[:-1] (see the module's docstring)
-        if not free(head) or not free(head[:-1]) or fast.parent in (head, head[:-1]) or console(p):
+        name = "/" + "/".join(p.prefix)  # the prefix location, without its trailing slash (module docstring)
+        if not free(name) or fast.parent in (name, name + "/") or console(p):
             continue
-        known = groups[head].get(p.regex, set())
-        groups[head][p.regex] = None if p.methods is None or known is None else known | set(p.methods)
+        known = groups[name].get(p.regex, set())
+        groups[name][p.regex] = None if p.methods is None or known is None else known | set(p.methods)
     exact: dict[str, set[str] | None] = {}
     for p in compiled.patterns:
         for path in p.exact if p.regex is None else ():
@@ -334,8 +334,8 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
             exact[path] = None if p.methods is None or known is None else known | set(p.methods)
     if fast.guard:
         exact = {path: m for path, m in exact.items() if not _python_may_match(fast.guard, path)}
-        # kept as when an exact location named like the prefix came before the user's regexes
-        groups = defaultdict(dict, {h: g for h, g in groups.items() if not _python_may_match(fast.guard, h[:-1])})
+        # a prefix one of the user's regexes may match stays with the maps (as its exact twin did before)
+        groups = defaultdict(dict, {n: g for n, g in groups.items() if not _python_may_match(fast.guard, n)})
     groups_off: set[str] = set()
     dynamic = 0
     gate = f"if ({v}_allow = 0) {{ return {int(status)}; }}"
@@ -390,8 +390,8 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     keyword = "^~ " if not fast.guard else ""  # a plain prefix lets the user's regexes be tried after ours
     fallback = [*fast.before, gate, *fast.after, fast.handler]  # a prefix's own lines (not with a URI part)
     fallback_lines = "\n".join("    " + d for d in fallback)
-    for head, rules in groups.items():
-        block = [f"location {keyword}{quote(head[:-1])} {{"]
+    for name, rules in groups.items():
+        block = [f"location {keyword}{quote(name)} {{"]
         if fast.uri_target:
             # no regex location may hold a proxy_pass with a URI part: the prefix location takes the rules of
             # its commonest main method itself, with one if on their alternation; the others ask the maps
@@ -401,13 +401,13 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
             main, regexes = max(mains.items(), key=lambda kv: (len(kv[1]), kv[0] in (None, "GET"), kv[0] or ""))
             alternation = "^(?:" + "|".join(regexes) + r")\z"
             if len(alternation) <= MAX_TOKEN:
-                blocks.append((head[:-1].encode(), 1, [*block, body(None if main is None else {main}, "    ",
-                                                                     handler=fast.handler_for(head[:-1]),
-                                                                     regex=alternation), "}"]))
+                blocks.append((name.encode(), 1, [*block, body(None if main is None else {main}, "    ",
+                                                                handler=fast.handler_for(name), regex=alternation),
+                                                  "}"]))
                 count += len(regexes)
                 dynamic += len(regexes)
             else:
-                groups_off.add(head)
+                groups_off.add(name)
             continue
         for regex, methods in rules.items():
             anchored = "^" + _guard(_relevant(fast.guard, regex)) + "(?:" + regex + r")\z"
@@ -416,7 +416,7 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
             dynamic += 1
         block.append(fallback_lines)
         block.append("}")
-        blocks.append((head[:-1].encode(), 1, block))
+        blocks.append((name.encode(), 1, block))
     lines = [line for _, _, block in sorted(blocks, key=lambda b: (b[0], b[1])) for line in block]
     return lines, count, len(groups) - len(groups_off), dynamic
 
