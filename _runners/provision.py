@@ -105,22 +105,29 @@ def _call(name: str, **kwargs: Any) -> Any:
     return function(**kwargs)
 
 
-def _steps(before: Any, after: Any, defaults: tuple[tuple[str, ...], tuple[str, ...]]):
-    """``(before, after, None)``, or ``((), (), reason)`` when a list names something that is not a loaded
-    runner function (the sequence then ABANDONs a launch right after its claim)."""
-    try:
-        return (*(phoenix.lifecycle.sequence.check_names(default if names is None else names,
-                                                         lambda name: name in __salt__, what)
-                  for names, default, what in ((before, defaults[0], "before"), (after, defaults[1], "after"))),
-                None)
-    except ValueError as exc:
-        return (), (), str(exc)
-
-
-def _owner(owner: str | None) -> str:
+def _run(kind: str, instance_id: Any, owner: str | None, before: Any, after: Any) -> dict[str, Any]:
+    """One whole action (``launching`` or ``terminating``) through :mod:`phoenix.lifecycle.sequence`, with the
+    step lists checked first: a name that is not a loaded runner function makes the sequence end the action
+    right after its claim (a launch ABANDONs) instead of raising."""
     import secrets
 
-    return str(owner) if owner else f"orch-{secrets.token_hex(12)}"
+    instance_id = _instance(instance_id)
+    sequence = phoenix.lifecycle.sequence
+    defaults = {"launching": (sequence.LAUNCH_BEFORE, sequence.LAUNCH_AFTER),
+                "terminating": (sequence.RETIRE_BEFORE, sequence.RETIRE_AFTER)}[kind]
+    known = __salt__.__contains__
+    problem = None
+    try:
+        before = sequence.check_names(defaults[0] if before is None else before, known, "before")
+        after = sequence.check_names(defaults[1] if after is None else after, known, "after")
+    except ValueError as exc:
+        before, after, problem = (), (), str(exc)
+    owner = str(owner) if owner else f"orch-{secrets.token_hex(12)}"
+    out = getattr(sequence, kind)(_call, instance_id, owner, before, after, problem)
+    (log.info if out["result"] else log.warning)("%s %s: %s", kind, instance_id, out["comment"])
+    if not out["result"]:
+        __context__["retcode"] = 1
+    return out
 
 
 def launching(instance_id: str, owner: str | None = None, before: list[str] | None = None,
@@ -144,14 +151,7 @@ def launching(instance_id: str, owner: str | None = None, before: list[str] | No
         salt-run provision.launching i-0123456789abcdef0
         salt-run provision.launching i-0123456789abcdef0 before='[lifecycle.wait_minion, lifecycle.highstate, lifecycle.health_check]'
     """
-    instance_id = _instance(instance_id)
-    before, after, problem = _steps(before, after, (phoenix.lifecycle.sequence.LAUNCH_BEFORE,
-                                                    phoenix.lifecycle.sequence.LAUNCH_AFTER))
-    out = phoenix.lifecycle.sequence.launching(_call, instance_id, _owner(owner), before, after, problem)
-    (log.info if out["result"] else log.warning)("provision of %s: %s", instance_id, out["comment"])
-    if not out["result"]:
-        __context__["retcode"] = 1
-    return out
+    return _run("launching", instance_id, owner, before, after)
 
 
 def terminating(instance_id: str, owner: str | None = None, before: list[str] | None = None,
@@ -168,14 +168,7 @@ def terminating(instance_id: str, owner: str | None = None, before: list[str] | 
 
         salt-run provision.terminating i-0123456789abcdef0
     """
-    instance_id = _instance(instance_id)
-    before, after, problem = _steps(before, after, (phoenix.lifecycle.sequence.RETIRE_BEFORE,
-                                                    phoenix.lifecycle.sequence.RETIRE_AFTER))
-    out = phoenix.lifecycle.sequence.terminating(_call, instance_id, _owner(owner), before, after, problem)
-    (log.info if out["result"] else log.warning)("retire of %s: %s", instance_id, out["comment"])
-    if not out["result"]:
-        __context__["retcode"] = 1
-    return out
+    return _run("terminating", instance_id, owner, before, after)
 
 
 # -- steps -------------------------------------------------------------------------------------------
