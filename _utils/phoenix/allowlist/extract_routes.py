@@ -82,7 +82,7 @@ def _jsonable(value):
     return repr(value)
 
 
-_CLASSES: dict = {}  # converter class -> (name, module, Werkzeug bases, argument names it has)
+_CLASSES: dict = {}  # converter class -> (name, module, its Werkzeug bases)
 _ARGS = ("fixed_digits", "min", "max", "signed")
 
 
