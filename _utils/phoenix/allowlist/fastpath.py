@@ -186,6 +186,31 @@ def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
                     before=before, after=after, uri_target=uri_target), ""
 
 
+def _sequence(regex: str) -> str:
+    """``regex`` ready to be written between ``^`` and ``\\z``: in a group only if it has a top-level ``|``.
+
+    A group costs PCRE's interpreter on every match (see ``converters._group``).
+    """
+    depth, escaped, opened = 0, False, -1  # opened: where the class being read starts its items, or -1
+    for i, c in enumerate(regex):
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif opened >= 0:
+            if c == "]" and i > opened:  # a "]" first in a class is one of its characters
+                opened = -1
+        elif c == "[":
+            opened = i + 2 if regex[i + 1:i + 2] == "^" else i + 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return "(?:" + regex + ")"
+    return regex
+
+
 def _main_method(methods: set[str]) -> str:
     """The method the fast path accepts: GET if there is one, else the rule's own (not HEAD/OPTIONS)."""
     if "GET" in methods:
@@ -410,7 +435,7 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
                 groups_off.add(name)
             continue
         for regex, methods in rules.items():
-            anchored = "^" + _guard(_relevant(fast.guard, regex)) + "(?:" + regex + r")\z"
+            anchored = "^" + _guard(_relevant(fast.guard, regex)) + _sequence(regex) + r"\z"
             block += [f"    location ~ {quote(anchored)} {{", body(methods, "    " * 2), "    }"]
             count += 1
             dynamic += 1
