@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ExtractError
+from .extract_routes import expand
 
 SCRIPT = Path(__file__).with_name("extract_routes.py")
 
@@ -57,6 +58,7 @@ def extract(
         ) from None
     if "error" in doc:
         raise ExtractError(_error_message(doc["error"], interpreter, given=python is not None))
+    expand(doc)
     doc["run_seconds"] = elapsed
     return doc
 

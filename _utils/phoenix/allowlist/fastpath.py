@@ -191,6 +191,8 @@ def _sequence(regex: str) -> str:
 
     A group costs PCRE's interpreter on every match (see ``converters._group``).
     """
+    if "|" not in regex:
+        return regex
     depth, escaped, opened = 0, False, -1  # opened: where the class being read starts its items, or -1
     for i, c in enumerate(regex):
         if escaped:

@@ -85,15 +85,20 @@ def compile_routes(table: dict[str, Any], console_paths: Iterable[str] = ("/cons
         raise ExtractError(f"app {table.get('app')!r} has no routable rules: the allowlist would refuse every URL")
     paths = tuple(dict.fromkeys(p for p in console_paths if p))
     compiled = Compiled(patterns=[], console_paths=paths)
+    fragments: dict[int, str] = {}  # a converter's regex, once per converter the table describes
     for rule in rules:
-        pattern, notes = compile_rule(rule)
+        pattern, notes = compile_rule(rule, fragments)
         compiled.patterns.append(pattern)
         compiled.notes.extend(notes)
     return compiled
 
 
-def compile_rule(rule: dict[str, Any]) -> tuple[Pattern, list[str]]:
-    """One extractor rule -> :class:`Pattern` (and notes on where NGINX differs)."""
+def compile_rule(rule: dict[str, Any], fragments: dict[int, str] | None = None) -> tuple[Pattern, list[str]]:
+    """One extractor rule -> :class:`Pattern` (and notes on where NGINX differs).
+
+    ``fragments`` caches converter regexes by the id of their description: the extractor describes each
+    distinct converter once, and thousands of rules share it (the caller keeps the table alive).
+    """
     text = rule["rule"]
     trace = [(bool(d), s) for d, s in rule["trace"]]
     try:
@@ -123,14 +128,18 @@ def compile_rule(rule: dict[str, Any]) -> tuple[Pattern, list[str]]:
             continue
         dynamic = True
         conv = rule["converters"][data]
-        fragment, conv_notes = pcre_fragment(data, conv, text)
-        notes.extend(conv_notes)
+        fragment = fragments.get(id(conv)) if fragments is not None else None
+        if fragment is None:
+            fragment, conv_notes = pcre_fragment(data, conv, text)
+            notes.extend(conv_notes)
+            if fragments is not None and not conv_notes:  # notes name the rule: those are made each time
+                fragments[id(conv)] = fragment
         body += fragment
         last_final = not conv.get("part_isolating", True)
     full = "".join(s for _, s in tokens)
     ends_with_slash = full.endswith("/") and len(full) > 1
     methods = tuple(sorted(rule["methods"])) if rule.get("methods") is not None else None
-    for seg in full.split("/"):
+    for seg in full.split("/") if "/." in full or "//" in full else ():
         if seg in (".", "..") or "//" in full:
             notes.append(f"{text}: NGINX normalises '.', '..' and '//' before it decides; this rule cannot be reached")
             break
