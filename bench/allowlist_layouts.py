@@ -53,6 +53,7 @@ LAYOUTS = {
     "uri": "location / {{ {g}proxy_pass http://127.0.0.1:9/; }}",
     "nested": 'location / {{ {g}{h}\n            location /assets/ {{ return 200 "asset\\n"; }} }}',
     "multi": "location / {{ {g}{h} }}\n        location /api/ {{ {g}{h} }}",
+    "multi_copies": "location / {{ {g}{h} }}\n        location /api/ {{ {c}{h} }}",
     "if": 'location / {{ {g}if ($http_x_block) {{ return 403; }}\n            {h} }}',
     "limit_except": "location / {{ {g}limit_except GET POST {{ deny all; }}\n            {h} }}",
 }
@@ -60,10 +61,15 @@ _PASS = re.compile(r"proxy_pass http://127\.0\.0\.1:9[^;]*;")
 RETURN = 'return 200 "ok\\n";'
 
 
+#: the allowlist's files (multi_copies: the second location includes its own copy of the gate)
+FILES = ("app.allowlist.conf", "app.allowlist.gate", "app.allowlist.api.gate")
+
+
 def http_block(root: Path, layout: str, port: int, gated: bool) -> str:
     maps = f"    include {root}/conf.d/app.allowlist.conf;\n" if gated else ""
     gate = f"include {root}/conf.d/app.allowlist.gate; " if gated else ""
-    body = LAYOUTS[layout].format(g=gate, h=APP)
+    copy = f"include {root}/conf.d/app.allowlist.api.gate; " if gated else ""
+    body = LAYOUTS[layout].format(g=gate, c=copy, h=APP)
     return f"{maps}    server {{ listen 127.0.0.1:{port};\n        {body}\n    }}"
 
 
@@ -81,7 +87,7 @@ def measured(built: Path, dest: Path, layout: str, gated: bool, port: int, jit: 
     dest.mkdir(parents=True, exist_ok=True)
     if gated:
         (dest / "conf.d").mkdir(exist_ok=True)
-        for name in ("app.allowlist.conf", "app.allowlist.gate"):
+        for name in (f for f in FILES if (built / "conf.d" / f).exists()):
             text = (built / "conf.d" / name).read_text()
             (dest / "conf.d" / name).write_text(_PASS.sub(RETURN, text))
     http = _PASS.sub(RETURN, http_block(dest, layout, port, gated))
@@ -230,7 +236,7 @@ def main() -> int:
                 fast = runs[0][1]
                 t = {k: statistics.median(r[0].get(k, 0.0) for r in runs) for k in runs[0][0]}
                 rest = t["extract_process"] + t["compile_render_inspect"]
-                size = sum((built / "conf.d" / f).stat().st_size for f in ("app.allowlist.conf", "app.allowlist.gate"))
+                size = sum((built / "conf.d" / f).stat().st_size for f in FILES if (built / "conf.d" / f).exists())
                 side = {}
                 for gated in (False, True):
                     port = free_port()

@@ -2,7 +2,8 @@
 
 Each layout is a server shape of issue 13: a regex location beside the app's, locations nested in the
 app's, ``if`` blocks and ``set`` around the gate, ``limit_except``, ``proxy_pass`` with a URI part (the
-upstreams echo the URI they get), and several locations reaching the app, where the gate alone decides. The fast path is chosen by
+upstreams echo the URI they get), and several locations reaching the app: through one gate file, where the
+gate alone decides, and each through its own copy of the gate, with a fast path each. The fast path is chosen by
 ``fastpath.choose`` on the layout's real config (crossplane), so what is tested is what the state
 would render. One NGINX runs each layout twice: the gate alone and the gate with its fast path. Every
 request must get the same status and body from both (the fast path's handler answers "fast", the
@@ -21,10 +22,10 @@ from hypothesis import strategies as st
 
 from devtools.nginx import Nginx, free_port
 from devtools.site import request
-from phoenix.allowlist.fastpath import FastPath, choose
-from phoenix.allowlist.nginxconf import inspect
+from phoenix.allowlist.fastpath import FastPath, choose_each
+from phoenix.allowlist.nginxconf import inspect, location_gate
 from phoenix.allowlist.probe import sample_path
-from phoenix.allowlist.render import render
+from phoenix.allowlist.render import render, render_gate
 from tests.support.routing import METHODS, build, compiled_for, paths, rule_sets, werkzeug_allows
 
 pytestmark = pytest.mark.nginx
@@ -43,6 +44,8 @@ LAYOUTS = {
     # no fast path: the gate alone must still agree with Werkzeug there
     "uri": "location / {{ {g} {h} }}",
     "multi": "location / {{ {g} {h} }}\n location /a {{ {g} {h} }}",
+    # several locations, each with its own copy of the gate (``{c}``: ``<gate stem>.a.gate``): one fast path each
+    "multi_copies": "location / {{ {g} {h} }}\n location /a {{ {c} {h} }}",
 }
 #: the app's handler where the layout needs another one than PASS for ``choose`` (in the served config every
 #: handler answers "app" or "fast")
@@ -53,11 +56,12 @@ APP_ANSWER = 'return 200 "app\\n";'
 FAST_ANSWER = 'return 200 "fast\\n";'
 
 
-def _server(layout: str, port: int, gate: Path, echo: dict[str, int]) -> str:
+def _server(layout: str, port: int, gate: Path, echo: dict[str, int], copy: Path | None = None) -> str:
     # uri: the user's proxy_pass with a URI part and the fast path's mapped copies pass to servers that echo the
     # URI they got, so the test sees that each nested location sends what the user's location would
     handler = f"proxy_pass http://127.0.0.1:{echo['app']}/;" if layout == "uri" else APP_ANSWER
-    return f"server {{ listen 127.0.0.1:{port};\n{LAYOUTS[layout].format(g=f'include {gate};', h=handler)}\n}}"
+    body = LAYOUTS[layout].format(g=f"include {gate};", c=f"include {copy or gate};", h=handler)
+    return f"server {{ listen 127.0.0.1:{port};\n{body}\n}}"
 
 
 def _as_app(body: bytes) -> bytes:
@@ -70,23 +74,31 @@ def layouts(tmp_path_factory):
     """Each layout's fast path, chosen by ``choose`` on its real config, serving with "fast"."""
     root = tmp_path_factory.mktemp("layouts")
     out: dict[str, FastPath | None] = {}
+    copies: dict[str, FastPath] = {}  # the fast path of the gate's per-location copy, by layout
     for layout, shape in LAYOUTS.items():
         maps, gate = root / f"{layout}.conf", root / f"{layout}.gate"
         maps.write_text("")
         gate.write_text("")
         conf = root / f"{layout}.nginx.conf"
+        copy = location_gate(str(gate), "a")
         conf.write_text(f"events {{}}\nhttp {{ include {maps};\nserver {{ listen 127.0.0.1:9;\n"
-                        f"{shape.format(g=f'include {gate};', h=HANDLERS.get(layout, PASS))}\n}} }}\n")
-        fast, why = choose(inspect(str(conf), str(maps), str(gate)))
+                        f"{shape.format(g=f'include {gate};', c=f'include {copy};', h=HANDLERS.get(layout, PASS))}"
+                        "\n} }\n")
+        chosen = choose_each(inspect(str(conf), str(maps), str(gate)))
+        fast, why = chosen[str(gate)]
         if layout in NO_FAST_PATH:
-            assert fast is None, layout
+            assert fast is None and "2 locations include" in why, (layout, why)
             out[layout] = None
             continue
         assert fast is not None, (layout, why)
         # uri: the handler (and its target) is set per run, to the echo server's port (_answers)
         out[layout] = fast if fast.uri_target else dataclasses.replace(fast, handler=FAST_ANSWER)
+        if layout == "multi_copies":
+            copied, why = chosen[copy]
+            assert copied is not None and copied.parent == "/a" and fast.taken == ("/a",), (why, fast)
+            copies[layout] = dataclasses.replace(copied, handler=FAST_ANSWER)
     assert out["uri"] is not None and out["uri"].uri_target == "http://127.0.0.1:9/"
-    return {"root": tmp_path_factory.mktemp("layout-nginx"), "fast": out}
+    return {"root": tmp_path_factory.mktemp("layout-nginx"), "fast": out, "copies": copies}
 
 
 def _ports(n: int) -> list[int]:
@@ -112,9 +124,13 @@ def _answers(state, compiled, requests):
             fast = dataclasses.replace(fast, handler=f"proxy_pass http://127.0.0.1:{echo['fast']}/;",
                                        uri_target=f"http://127.0.0.1:{echo['fast']}/")
         (root / f"{layout}.fast").write_text(render(compiled, "prop", fast=fast).gate)
+        copy = None
+        if layout in state["copies"]:  # the other location's own copy of the gate, with its fast path
+            copy = root / f"{layout}.copy"
+            copy.write_text(render_gate(compiled, "prop", fast=state["copies"][layout], copy_for="/a")[0])
         ports[layout] = (free.pop(), free.pop())
         servers += [_server(layout, ports[layout][0], root / "gate.conf", echo),
-                    _server(layout, ports[layout][1], root / f"{layout}.fast", echo)]
+                    _server(layout, ports[layout][1], root / f"{layout}.fast", echo, copy)]
     servers += [f'server {{ listen 127.0.0.1:{port}; return 200 "{kind} $request_uri\\n"; }}'
                 for kind, port in echo.items()]
     ngx = Nginx(root, f"include {root}/maps.conf;\n" + "\n".join(servers), master=False)
@@ -167,6 +183,8 @@ def test_the_fast_path_answers_on_each_layout(layouts):
         assert fast[2][0] == 200, (layout, fast)  # a query string asks the maps
         assert fast[3][0] in (403, 404), (layout, fast)
     # proxy_pass with a URI part: the fast path's copies send the upstream the URI the user's location sends
+    # several locations, each with its own copy of the gate: /ab/5 reaches location /a, whose copy answers it
+    assert answers["multi_copies"][4][1] == (200, b"fast\n"), answers["multi_copies"][4]
     assert answers["uri"][0] == ((200, b"app /users/5\n"), (200, b"fast /users/5\n"))
     assert answers["uri"][1] == ((200, b"app /login\n"), (200, b"fast /login\n"))
     # where NGINX chose the user's own location before, it still does

@@ -181,3 +181,40 @@ def test_metacharacter_routes_pass_nginx_t_and_reach_the_app(repo, tmp_path):
 def test_no_secret_or_temp_file_left_behind(env):
     leftovers = [p for p in Path(env["site"].maps).parent.iterdir() if "phoenix-new" in p.name]
     assert leftovers == []
+
+
+def test_two_locations_with_their_own_copies_of_the_gate_get_a_fast_path_each(env, repo, tmp_path):
+    """Through salt-call: the state finds the copy a location includes, writes it (test mode first shows it),
+    and the real NGINX serves each location's routes through its own fast path, refusing the rest."""
+    from devtools.nginx import Nginx, free_port
+
+    with FlaskApp("demo_app:app", repo / "tests" / "apps") as app:
+        root = tmp_path / "nginx"
+        (root / "conf.d").mkdir(parents=True)
+        maps, gate = root / "conf.d" / "app.allowlist.conf", root / "conf.d" / "app.allowlist.gate"
+        copy = root / "conf.d" / "app.allowlist.item.gate"
+        port, upstream = free_port(), f"proxy_pass http://127.0.0.1:{app.port};"
+        ngx = Nginx(root, f"include {maps};\n server {{ listen 127.0.0.1:{port};\n"
+                          f"  location / {{ include {gate}; {upstream} }}\n"
+                          f"  location /item/ {{ include {copy}; proxy_read_timeout 5s; {upstream} }} }}")
+        args = [f"name={maps}", "app=demo_app:app", f"cwd={env['apps']}", f"config={ngx.conf}"]
+        code, data, err = salt_call(env["conf"], "state.single", "nginx_whitelist.managed", *args, "test=True")
+        (ret,) = data.values()
+        assert ret["result"] is None and f"+++ {copy}" in ret["changes"]["diff"], ret
+        assert not copy.exists() and not gate.exists()
+        code, data, err = salt_call(env["conf"], "state.single", "nginx_whitelist.managed", *args)
+        (ret,) = data.values()
+        assert ret["result"] is True, ret["comment"]
+        assert "app.allowlist.item.gate: fast path: 1 rules in 0 prefix and 0 exact locations and 1 regex locations inside location /item/" in ret["comment"], ret["comment"]
+        assert str(copy) in ret["changes"]["files"]
+        assert 'location ^~ "/item" {' not in gate.read_text()  # the server gives /item/... to the other location
+        assert "location ~ \"^/item/" in copy.read_text()
+        code, data, err = salt_call(env["conf"], "state.single", "nginx_whitelist.managed", *args)
+        (again,) = data.values()
+        assert again["result"] is True and again["changes"] == {}, again
+        with ngx.start(port):
+            assert request(port, "GET", "/item/7")[:2] == (200, True)
+            assert request(port, "GET", "/login")[:2] == (200, True)
+            assert request(port, "GET", "/item/x")[:2] == (404, False)
+            assert request(port, "GET", "/console")[:2] == (404, False)
+            assert request(port, "POST", "/item/7")[:2] == (404, False)

@@ -8,7 +8,8 @@ import pytest
 from werkzeug.routing import Map, Rule
 
 from phoenix.allowlist import extract_routes
-from phoenix.allowlist.fastpath import FastPath, choose
+from phoenix.allowlist.errors import ConfigError
+from phoenix.allowlist.fastpath import FastPath, choose, choose_each
 from phoenix.allowlist.nginxconf import inspect
 from phoenix.allowlist.render import render
 from phoenix.allowlist.rules import compile_routes
@@ -171,3 +172,22 @@ def test_prefixes_outside_the_parent_are_left_to_the_gate():
     url_map = Map([Rule("/api/users/<int:id>", endpoint="a"), Rule("/web/<int:id>", endpoint="w")])
     gate = render(compiled_for(url_map), "x", fast=FastPath(parent="/api/", handler="proxy_pass http://a;")).gate
     assert 'location ^~ "/api/users" {' in gate and "/web" not in gate
+
+
+def test_several_locations_get_a_fast_path_each_through_their_own_copy_of_the_gate(tmp_path):
+    """One gate file in two locations can hold no fast path; a copy per location (app.<tag>.gate) can."""
+    shared = _inspect(tmp_path, "location / {{ {gate} {body} }} location /api/ {{ {gate} {body} }}")
+    fast, why = choose(shared)
+    assert fast is None and "2 locations include app.gate" in why and str(tmp_path / "app.api.gate") in why
+    copy = tmp_path / "app.api.gate"
+    server = f"location / {{{{ {{gate}} {{body}} }}}} location /api/ {{{{ include {copy}; {{body}} }}}}"
+    inspection = _inspect(tmp_path, server)  # the copy does not exist yet: the state's first run writes it
+    assert inspection.location_gates == [str(copy)] and not inspection.problems()
+    chosen = choose_each(inspection)
+    main, copied = chosen[inspection.gate_path][0], chosen[str(copy)][0]
+    assert main.parent == "/" and main.taken == ("/api/",)  # the server sends /api/... to the other location
+    assert copied.parent == "/api/" and copied.taken == ()
+    # a file of the user's with the copy's name is never overwritten
+    copy.write_text("# my own file\n")
+    with pytest.raises(ConfigError, match="Phoenix did not write it"):
+        _inspect(tmp_path, server)

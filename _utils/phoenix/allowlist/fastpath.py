@@ -60,7 +60,9 @@ result, only slower.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 import re
 import re._constants as _sc  # noqa: PLC2701 - the parser is the only exact way to read a regex
 import re._parser as _sre  # noqa: PLC2701
@@ -71,7 +73,7 @@ from typing import Any, Callable, Iterator
 
 import crossplane
 
-from .nginxconf import _NUMBERED_CAPTURE, PASS_DIRECTIVES, Inspection
+from .nginxconf import _NUMBERED_CAPTURE, PASS_DIRECTIVES, Inspection, Location, location_gate
 from .rules import Compiled, Pattern
 
 #: directives of the app's location that a nested location would not keep, and that cannot be copied into it
@@ -82,6 +84,9 @@ NOT_INHERITED = ("rewrite", "try_files", "internal", "alias")
 COPIED = ("set", "return", "if", "break", "limit_except")
 #: NGINX rejects a config token longer than 4094 bytes
 MAX_TOKEN = 3000
+#: at most this many rules directly under the parent's own name get a regex location nested in the parent: NGINX
+#: tries those in turn for every request no nested prefix location takes
+MAX_DIRECT = 4
 #: PCRE constructs that would not mean the same inside the fast path's negative lookahead (group numbers,
 #: names, verbs, the match start)
 _NOT_EMBEDDABLE = re.compile(r"\\[1-9gGkK]|\(\?(?:P|\(|R|&|[0-9+-]|C|'|<(?![=!]))|\(\*")
@@ -148,10 +153,46 @@ def _args(directives: list[dict[str, Any]]) -> Iterator[str]:
 
 
 def choose(inspection: Inspection) -> tuple[FastPath | None, str]:
-    """The fast path for this configuration, or ``None`` and the reason it cannot be used."""
-    if len(inspection.locations) != 1:
-        return None, f"{len(inspection.locations)} locations reach the app (the fast path needs exactly one)"
-    loc = inspection.locations[0]
+    """The fast path for the gate file, or ``None`` and the reason it cannot be used."""
+    return choose_each(inspection)[inspection.gate_path]
+
+
+def choose_each(inspection: Inspection) -> dict[str, tuple[FastPath | None, str]]:
+    """For the gate and each of its per-location copies: the fast path in it, or ``None`` and why not.
+
+    A gate file can hold the fast path of one location only: NGINX refuses a nested prefix location
+    under a location whose name it does not start with (``/users`` in ``/api/``), and it builds no
+    lookup tree for prefix locations nested in a regex location (a shared ``location ~ /`` around the
+    fast path left every request to the maps: 16.4K instructions per request against 15.6K for the
+    maps alone, see bench/README.md). So several locations get one each through their own copy of
+    the gate (``nginxconf.location_gates``).
+    """
+    out: dict[str, tuple[FastPath | None, str]] = {}
+    for path in [inspection.gate_path, *inspection.location_gates]:
+        locs = [loc for loc in inspection.locations if loc.gate_file == os.path.abspath(path)]
+        if len(locs) == 1:
+            fast, why = _one(locs[0])
+            # the server gives the paths under another, longer location of the app to that one: none of those here
+            siblings = tuple(loc.args[-1] for loc in inspection.locations if loc is not locs[0] and fast is not None
+                             and loc.server == locs[0].server and loc.args and loc.args[0] not in ("~", "~*")
+                             and loc.args[-1].startswith(fast.parent) and loc.args[-1] != fast.parent)
+            if fast is not None and siblings:
+                fast = dataclasses.replace(fast, taken=fast.taken + siblings)
+            out[path] = fast, why
+        elif not locs and len(inspection.locations) == 1:
+            out[path] = _one(inspection.locations[0])  # why it does not include the gate itself
+        elif not locs:
+            out[path] = None, f"no location includes {path} itself"
+        else:
+            example = location_gate(inspection.gate_path, "api")
+            out[path] = None, (f"{len(locs)} locations include {os.path.basename(path)} (the fast path needs one "
+                               f"location per gate file: include a copy such as {example} in each further location, "
+                               "the state writes it)")
+    return out
+
+
+def _one(loc: Location) -> tuple[FastPath | None, str]:
+    """The fast path nested in the one location ``loc`` (or ``None`` and why not)."""
     where = loc.where()
     if not loc.gate_here:
         return None, f"{where} does not include the gate itself (its server does)"
@@ -327,8 +368,9 @@ def _python_may_match(guard: tuple[tuple[str, str], ...], path: str) -> bool:
 
 def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
                      quote: Callable[[str], str], console: Callable[[Pattern], bool],
-                     strict_paths: bool = True, intercept: bool = False) -> tuple[list[str], int, int, int]:
-    """The nested locations (lines), with the number of rules they take, of prefixes and of dynamic rules.
+                     strict_paths: bool = True, intercept: bool = False) -> tuple[list[str], int, int, int, int]:
+    """The nested locations (lines), with the number of rules they take, of prefixes, of dynamic rules and of
+    those in regex locations nested in the parent itself.
 
     ``console(pattern)`` is true for patterns that could let a console path through: they stay with the maps.
     With ``strict_paths`` a request is taken here only when its raw target is its ``$uri`` (no query, no
@@ -344,11 +386,23 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
             (not fast.uri_target or _uri_kept(path[len(fast.parent):]))
 
     groups: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
+    # rules whose prefix is the parent's own name (/api/<int:id> in location /api/): a regex location each, nested
+    # directly in the parent, where NGINX tries them one after the other for every path no nested prefix takes
+    direct: dict[str, set[str] | None] = {}
     for p in compiled.patterns:
         if p.regex is None or not p.prefix or len(p.regex) + len(guard) > MAX_TOKEN:
             continue
         name = "/" + "/".join(p.prefix)  # the prefix location, without its trailing slash (module docstring)
-        if not free(name) or fast.parent in (name, name + "/") or console(p):
+        if console(p):
+            continue
+        if fast.parent in (name, name + "/"):  # no prefix location of that name fits in the parent: its own regex
+            if fast.uri_target or (p.regex not in direct and len(direct) == MAX_DIRECT) or \
+                    any(name.startswith(t) for t in fast.taken):
+                continue
+            known = direct.get(p.regex, set())
+            direct[p.regex] = None if p.methods is None or known is None else known | set(p.methods)
+            continue
+        if not free(name) or not free(name + "/"):  # its rules' paths all start with name + "/"
             continue
         known = groups[name].get(p.regex, set())
         groups[name][p.regex] = None if p.methods is None or known is None else known | set(p.methods)
@@ -445,7 +499,12 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         block.append("}")
         blocks.append((name.encode(), 1, block))
     lines = [line for _, _, block in sorted(blocks, key=lambda b: (b[0], b[1])) for line in block]
-    return lines, count, len(groups) - len(groups_off), dynamic
+    for regex, methods in direct.items():
+        anchored = "^" + _guard(_relevant(fast.guard, regex)) + _sequence(regex) + r"\z"
+        lines += [f"location ~ {quote(anchored)} {{", body(methods, "    "), "}"]
+        count += 1
+        dynamic += 1
+    return lines, count, len(groups) - len(groups_off), dynamic, len(direct)
 
 
-__all__ = ["FastPath", "choose", "render_locations"]
+__all__ = ["FastPath", "choose", "choose_each", "render_locations"]

@@ -20,9 +20,9 @@ from typing import Any, Callable, Mapping, TypeVar
 from . import swap
 from .errors import AllowlistError, ConfigError
 from .extract import extract
-from .fastpath import choose as choose_fast_path
+from .fastpath import choose_each as choose_fast_paths
 from .nginxconf import PASS_DIRECTIVES, Inspection, inspect, is_generated
-from .render import Rendered, app_id, render
+from .render import Rendered, app_id, render, render_gate
 from .rules import Compiled, compile_routes
 from .validate import nginx_test
 
@@ -55,10 +55,13 @@ class Plan:
     fast_off: str = ""
     #: switches away from the defaults, for the summary ("strict paths off", ...)
     modes: list[str] = field(default_factory=list)
+    #: the gate's per-location copies the configuration includes: {path: (text, fast path summary, why off)}
+    copies: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     @property
     def files(self) -> dict[str, str]:
-        return {self.maps_path: self.rendered.maps, self.gate_path: self.rendered.gate}
+        return {self.maps_path: self.rendered.maps, self.gate_path: self.rendered.gate,
+                **{path: text for path, (text, _, _) in self.copies.items()}}
 
     @property
     def changed(self) -> list[str]:
@@ -76,6 +79,10 @@ class Plan:
     def summary(self) -> str:
         exact = sum(1 for p in self.compiled.patterns if p.regex is None)
         fast = self.rendered.fast or (f"no fast path: {self.fast_off}" if self.fast_off else "no fast path")
+        if self.copies:  # the gate itself may be included nowhere then: what each file holds
+            fast = "; ".join([f"{os.path.basename(self.gate_path)}: {fast}"] + [
+                f"{os.path.basename(path)}: {summary or ('no fast path: ' + off if off else 'no fast path')}"
+                for path, (_, summary, off) in self.copies.items()])
         return (f"{len(self.compiled.patterns)} routes of {self.table['app']} ({exact} static, "
                 f"{len(self.compiled.patterns) - exact} dynamic) guard {len(self.inspection.locations)} "
                 f"location(s) in {self.inspection.config} ({'; '.join([fast, *self.modes])})")
@@ -171,20 +178,29 @@ def plan(
         if strict:
             raise ConfigError(message)
         problems = [message] + ([unlimited] if limits else [])
-        fast, fast_off = None, "the configuration does not protect the app yet (see the warning)"
+        off = "the configuration does not protect the app yet (see the warning)"
     elif limits:
         problems = [unlimited]
-        fast, fast_off = None, "the configuration does not protect the app yet (see the warning)"
+        off = "the configuration does not protect the app yet (see the warning)"
     elif not fast_path:
-        fast, fast_off = None, "turned off (fast_path=False)"
+        off = "turned off (fast_path=False)"
     else:
-        fast, fast_off = choose_fast_path(inspection)
+        off = ""
+    chosen = choose_fast_paths(inspection) if not off else {}
+    fast, fast_off = chosen.get(gate_path, (None, off))
     intercept: tuple[str, ...] = ()
     if intercept_errors:
         used = {d for loc in inspection.locations for d, _, _ in loc.own if d in PASS_DIRECTIVES}
         intercept = tuple(sorted(used)) or ("proxy_pass",)
     rendered = render(compiled, name, status=status, header=header, fast=fast, strict_paths=strict_paths,
                       intercept_errors=intercept)
+    copies: dict[str, tuple[str, str, str]] = {}
+    for path in inspection.location_gates:
+        copy_fast, copy_off = chosen.get(path, (None, off))
+        where = [loc.where() for loc in inspection.locations if loc.gate_file == path]
+        text, summary = render_gate(compiled, name, status, copy_fast, strict_paths, intercept,
+                                    copy_for=", ".join(where) or "one location")
+        copies[path] = (text, summary, copy_off)
     done = time.perf_counter()
     timings = {
         # CPU seconds of this process and the extractor beyond the app's import: the figure a busy machine
@@ -197,12 +213,13 @@ def plan(
     modes = [] if strict_paths else ["strict paths off"]
     if intercept:
         modes.append("NGINX answers the app's 500s")
-    current = {name: swap.read(name), gate_path: swap.read(gate_path)}
+    current = {path: swap.read(path) for path in (name, gate_path, *copies)}
     log.info("phoenix allowlist: %d routes of %s rendered in %.3fs (app import %.3fs)", len(compiled.patterns),
              table["app"], done - started, timings["app_import"])
     if fast_off:
         log.info("phoenix allowlist: no fast path for %s: %s", table["app"], fast_off)
-    return Plan(name, gate_path, table, compiled, rendered, inspection, current, timings, problems, fast_off, modes)
+    return Plan(name, gate_path, table, compiled, rendered, inspection, current, timings, problems, fast_off, modes,
+                copies)
 
 
 def apply(p: Plan, nginx: str = "nginx", prefix: str | None = None) -> list[str]:

@@ -40,7 +40,9 @@ def _lex_unless_skipped(filename: str, *args: Any, **kwargs: Any) -> Any:
     never needs (its locations are skipped anyway) and which took crossplane 0.3 s to parse at 1,000
     routes. crossplane 0.5.14 (pinned) reads every file through ``crossplane.parser.lex``.
     """
-    if os.path.abspath(filename) in getattr(_skipping, "files", ()):
+    path = os.path.abspath(filename)
+    pattern = getattr(_skipping, "pattern", None)
+    if path in getattr(_skipping, "files", ()) or (pattern is not None and pattern.fullmatch(path)):
         return iter(())
     return _lex(filename, *args, **kwargs)
 
@@ -49,6 +51,23 @@ crossplane.parser.lex = _lex_unless_skipped
 
 #: the first line of every file Phoenix generates (render.py)
 GENERATED_MARK = "# Phoenix allowlist"
+
+
+def location_gates(gate_path: str) -> re.Pattern[str]:
+    """The absolute paths of the gate's per-location copies: ``app.allowlist.gate`` -> ``app.allowlist.<tag>.gate``.
+
+    One gate file included in several locations can hold no fast path (``fastpath.choose``): NGINX
+    allows a nested prefix location only under a location whose name it starts with. A location that
+    includes its own copy instead (``app.allowlist.api.gate``, the tag is the user's: letters, digits,
+    ``_``, ``-``) gets one, written by the state like the gate itself.
+    """
+    return re.compile(re.escape(location_gate(gate_path, "\0")).replace("\0", "[A-Za-z0-9_-]+"))
+
+
+def location_gate(gate_path: str, tag: str) -> str:
+    """The per-location copy of the gate tagged ``tag`` (see ``location_gates``)."""
+    base = os.path.abspath(gate_path)
+    return f"{base[: -len('.gate')] if base.endswith('.gate') else base}.{tag}.gate"
 PASS_DIRECTIVES = ("proxy_pass", "uwsgi_pass", "fastcgi_pass", "scgi_pass", "grpc_pass")
 _NUMBERED_CAPTURE = re.compile(r"\$[1-9]")
 
@@ -65,6 +84,8 @@ class Location:
     gated: bool
     #: the gate is included in this location itself (not only in its server)
     gate_here: bool = False
+    #: which gate file it includes: the gate, one of its per-location copies (``location_gates``), or ""
+    gate_file: str = ""
     #: the block's own directives, includes expanded, the gate's excluded: (directive, args, inside an ``if``)
     own: list[tuple[str, list[str], bool]] = field(default_factory=list)
     #: the user's locations nested in this one
@@ -111,6 +132,8 @@ class Inspection:
     http_includes: list[str] = field(default_factory=list)
     maps_path: str = ""
     gate_path: str = ""
+    #: the gate's per-location copies that locations include (``location_gates``), in the order found
+    location_gates: list[str] = field(default_factory=list)
     upstream: str | None = None
     #: ``satisfy any`` appears somewhere in the configuration (file:line), or ""
     satisfy_any: str = ""
@@ -209,29 +232,34 @@ def is_generated(path: str) -> bool:
         return False
 
 
-def parse(config: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def parse(config: str, skip: tuple[str, ...] = (), skip_pattern: re.Pattern[str] | None = None) -> dict[str, Any]:
     """crossplane's parse of ``config``; a missing or unparseable file is a :class:`ConfigError`.
 
-    Files in ``skip`` (the allowlist's own) are listed with their includes but not read.
+    Files in ``skip`` (the allowlist's own) or whose absolute path matches ``skip_pattern`` are listed
+    with their includes but not read.
     """
     if not os.path.isfile(config):
         raise ConfigError(f"NGINX config {config!r} does not exist")
     _skipping.files = {os.path.abspath(f) for f in skip}
+    _skipping.pattern = skip_pattern
     try:
         return crossplane.parse(config, catch_errors=True, comments=False)
     except Exception as exc:  # crossplane raises its own errors for broken files in some paths
         raise ConfigError(f"NGINX config {config!r} cannot be parsed: {exc}") from None
     finally:
         _skipping.files = set()
+        _skipping.pattern = None
 
 
 def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = None) -> Inspection:
     """Inspect the live configuration for the allowlist files ``maps_path`` and ``gate_path``."""
-    payload = parse(config, skip=(maps_path, gate_path))  # their live text is about to be replaced
+    copies = location_gates(gate_path)
+    # their live text is about to be replaced
+    payload = parse(config, skip=(maps_path, gate_path), skip_pattern=copies)
     ours = {os.path.abspath(maps_path), os.path.abspath(gate_path)}
     for err in payload.get("errors", []):
         missing = re.search(r"No such file or directory: '([^']+)'", err.get("error", ""))
-        if missing and os.path.abspath(missing.group(1)) in ours:
+        if missing and (os.path.abspath(missing.group(1)) in ours or copies.fullmatch(os.path.abspath(missing.group(1)))):
             continue  # first run: the allowlist files do not exist yet
         raise ConfigError(f"NGINX config {err.get('file')}:{err.get('line')}: {err.get('error')}")
     prefix = os.path.dirname(os.path.abspath(config))
@@ -260,6 +288,22 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
     def includes(d: dict[str, Any], path: str) -> bool:
         pattern = _resolve(d["args"][0], prefix)
         return pattern == path or fnmatch.fnmatch(path, pattern)
+
+    def gate_of(d: dict[str, Any]) -> str:
+        """The gate file (the gate or a per-location copy) an include names, or ""."""
+        if d["directive"] != "include" or not d["args"]:
+            return ""
+        if includes(d, gate_abs):
+            return gate_abs
+        path = _resolve(d["args"][0], prefix)
+        if not copies.fullmatch(path):
+            return ""
+        if os.path.exists(path) and not is_generated(path):  # the state would overwrite a file of the user's
+            raise ConfigError(f"{path} is included as a per-location copy of the gate {gate_path} (its name says so), "
+                              "but Phoenix did not write it: rename that file or remove it")
+        if path not in result.location_gates:
+            result.location_gates.append(path)
+        return path
 
     maps_abs, gate_abs = os.path.abspath(maps_path), os.path.abspath(gate_path)
     for d, file, ctx in everything:
@@ -304,7 +348,7 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
     def in_gate(file: str) -> bool:
         """The gate, or another Phoenix-generated file (an allowlist gate under another name): not the user's."""
         path = os.path.abspath(file)
-        if path == gate_abs:
+        if path == gate_abs or copies.fullmatch(path):
             return True
         if path not in generated_files:
             generated_files[path] = is_generated(path)
@@ -321,21 +365,21 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
             passes = [(x, xf) for x, xf, _ in own if x["directive"] in PASS_DIRECTIVES and x["args"]]
             result.targets.extend((x["directive"], x["args"][0], f"{xf}:{x['line']}") for x, xf in passes)
             targets = [x["args"][0] for x, _ in passes]
-            gate_here = any(x["directive"] == "include" and includes(x, gate_abs) for x, _, _ in own)
+            gate_file = next((g for x, _, _ in own if (g := gate_of(x))), "")
+            gate_here = bool(gate_file)
             gated = server_gated or gate_here
             if targets and any(matches_app(t) for t in targets):
                 loc = Location(
                     file=f, line=d["line"], args=d["args"], server=server, targets=targets, gated=gated,
-                    gate_here=gate_here,
+                    gate_here=gate_here, gate_file=gate_file,
                     own=[(x["directive"], x["args"], in_if) for x, _, in_if in own
-                         if not (x["directive"] == "include" and includes(x, gate_abs))],
+                         if not (x["directive"] == "include" and gate_of(x))],
                     nested=[f"location {' '.join(x['args'])} ({xf}:{x['line']})" for x, xf, _ in own
                             if x["directive"] == "location"],
                     server_regex=regex, regexes=regexes,
                     nested_args=[x["args"] for x, _, _ in own if x["directive"] == "location"],
                     block=d.get("block", []),
-                    gate_at=next((i for i, x in enumerate(d.get("block", [])) if x["directive"] == "include"
-                                  and includes(x, gate_abs)), 0),
+                    gate_at=next((i for i, x in enumerate(d.get("block", [])) if gate_of(x)), 0),
                     limits=[(x["args"], x.get("block", [])) for x, _, in_if in own
                             if x["directive"] == "limit_except" and not in_if])
                 result.locations.append(loc)
