@@ -100,6 +100,8 @@ def _uri_kept(text: str) -> bool:
     return all(" " < c < "\x7f" and c not in "#%?" for c in text)
 
 
+#: a directive argument that crossplane.build writes without quotes (no space, quote, brace, ``;``, ``$`` or ``\\``)
+_PLAIN_ARG = re.compile(r"[A-Za-z0-9._~:/@!&()*+,=%?\[\]-]+")
 #: an exact location's path written as it is into its request-line comparison (no variables, no quoting)
 _LITERAL = re.compile(r"/[A-Za-z0-9._~/-]*")
 #: where an exact location's path goes in its body's template (NGINX config text has no NUL)
@@ -132,8 +134,10 @@ class FastPath:
             return self.handler
         # NGINX replaces the location's name by the URI part: parent + rest -> target + rest, so a nested
         # location parent + x + rest must pass to target + x + rest
-        return crossplane.build([{"directive": "proxy_pass", "line": 1,
-                                  "args": [self.uri_target + name[len(self.parent):]]}]).strip()
+        target = self.uri_target + name[len(self.parent):]
+        if _PLAIN_ARG.fullmatch(target):  # what crossplane writes as it is: thousands of times, a tenth of the time
+            return f"proxy_pass {target};"
+        return crossplane.build([{"directive": "proxy_pass", "line": 1, "args": [target]}]).strip()
 
 
 def _has_uri_part(target: str) -> bool:

@@ -100,10 +100,9 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, str] | None = None) 
     distinct converter once, and thousands of rules share it (the caller keeps the table alive).
     """
     text = rule["rule"]
-    trace = [(bool(d), s) for d, s in rule["trace"]]
-    try:
-        bar = trace.index((False, "|"))
-    except ValueError:
+    trace = rule["trace"]
+    bar = next((i for i, (d, s) in enumerate(trace) if not d and s == "|"), None)
+    if bar is None:
         raise RuleError(f"rule {text!r}: Werkzeug's parse has no host separator; unsupported Werkzeug version")
     if any(s for _, s in trace[:bar]) or rule.get("subdomain") or rule.get("host"):
         raise RuleError(
