@@ -260,8 +260,10 @@ def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath
                                                         lambda p: _matches_console([p], compiled), strict_paths,
                                                         bool(intercept_errors))
         if count:
-            summary = (f"fast path: {count} rules in {prefixes} prefix and {count - dyn} exact locations"
-                       + (f" and {direct} regex locations" if direct else "") + f" inside location {fast.parent}")
+            kinds = [f"{n} {kind}" for n, kind in ((prefixes, "prefix"), (count - dyn, "exact"), (direct, "regex")) if n]
+            summary = (f"fast path: {count} rule{'s' if count != 1 else ''} in "
+                       f"{', '.join(kinds[:-1]) + ' and ' if len(kinds) > 1 else ''}{kinds[-1]} location"
+                       f"{'s' if prefixes + count - dyn + direct != 1 else ''} inside location {fast.parent}")
             gate += ["", f"# {summary}; requests with a query string or another method ask the maps", *nested]
     return "\n".join(gate) + "\n", summary
 
