@@ -90,9 +90,14 @@ def build(root: Path, app_dir: Path, app: str) -> dict[str, float]:
     return p.timings
 
 
-def _cpu_seconds(pid: int) -> float:
+def user_system(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    return sum(user_system(pid))
 
 
 def _wrk_argv(port: int, path: str, seconds: float, connections: int) -> list[str]:

@@ -41,7 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "_utils"), str(HERE.parent), str(HERE)]
 
-from allowlist import _wrk_argv, _wrk_result, last_dynamic, make_app  # noqa: E402
+from allowlist import _wrk_argv, _wrk_result, last_dynamic, make_app, user_system  # noqa: E402
 from devtools.nginx import Nginx, free_port, wait_port  # noqa: E402
 from phoenix.allowlist import manage  # noqa: E402
 
@@ -119,12 +119,6 @@ def _get(conn: http.client.HTTPConnection, path: str) -> None:
         raise RuntimeError(f"{path} answered {resp.status} {body[:80]!r} during the benchmark")
 
 
-def _user_system(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_rounds(servers: dict[bool, tuple[Nginx, int]], path: str, rounds: int, seconds: float,
                connections: int) -> dict[str, list[float]]:
     """Per-round NGINX CPU time per request (A/B then B/A): ratios allowlist / baseline, and microseconds.
@@ -144,10 +138,10 @@ def cpu_rounds(servers: dict[bool, tuple[Nginx, int]], path: str, rounds: int, s
         per = {}
         for gated in ((False, True) if i % 2 == 0 else (True, False)):
             ngx, port = servers[gated]
-            user, system = _user_system(ngx.proc.pid)
+            user, system = user_system(ngx.proc.pid)
             argv = (["taskset", "-c", "1"] if pinned else []) + _wrk_argv(port, path, seconds, connections)
             report = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-            user2, system2 = _user_system(ngx.proc.pid)
+            user2, system2 = user_system(ngx.proc.pid)
             requests = _wrk_result(report, path)[1]
             per[gated] = ((user2 - user + system2 - system) / requests, (user2 - user) / requests)
         out["cpu"].append(per[True][0] / per[False][0])

@@ -176,12 +176,8 @@ def choose_each(inspection: Inspection) -> dict[str, tuple[FastPath | None, str]
         locs = [loc for loc in inspection.locations if loc.gate_file == os.path.abspath(path)]
         if len(locs) == 1:
             fast, why = _one(locs[0])
-            # the server gives the paths under another, longer location of the app to that one: none of those here
-            siblings = tuple(loc.args[-1] for loc in inspection.locations if loc is not locs[0] and fast is not None
-                             and loc.server == locs[0].server and loc.args and loc.args[0] not in ("~", "~*")
-                             and loc.args[-1].startswith(fast.parent) and loc.args[-1] != fast.parent)
-            if fast is not None and siblings:
-                fast = dataclasses.replace(fast, taken=fast.taken + siblings)
+            if fast is not None:
+                fast = dataclasses.replace(fast, taken=fast.taken + _longer(locs[0], fast.parent, inspection))
             out[path] = fast, why
         elif not locs and len(inspection.locations) == 1:
             out[path] = _one(inspection.locations[0])  # why it does not include the gate itself
@@ -193,6 +189,15 @@ def choose_each(inspection: Inspection) -> dict[str, tuple[FastPath | None, str]
                                f"location per gate file: include a copy such as {example} in each further location, "
                                "the state writes it)")
     return out
+
+
+def _longer(loc: Location, parent: str, inspection: Inspection) -> tuple[str, ...]:
+    """The names of the app's other prefix locations in ``loc``'s server that start with ``parent``: the server
+    gives the paths under them to those, so the fast path in ``loc`` holds none of them."""
+    return tuple(other.args[-1] for other in inspection.locations
+                 if other is not loc and other.server == loc.server and other.args
+                 and other.args[0] not in ("~", "~*") and other.args[-1].startswith(parent)
+                 and other.args[-1] != parent)
 
 
 def _one(loc: Location) -> tuple[FastPath | None, str]:
@@ -385,9 +390,17 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     v = f"$phoenix_{aid}"
     guard = _guard(fast.guard)
 
+    def anchored(regex: str) -> str:  # a rule's regex location: the whole $uri, none of the user's regexes
+        return "^" + _guard(_relevant(fast.guard, regex)) + _sequence(regex) + r"\z"
+
     def free(path: str) -> bool:  # no user location nested in the parent would have taken it
         return path.startswith(fast.parent) and not any(path.startswith(t) for t in fast.taken) and \
             (not fast.uri_target or _uri_kept(path[len(fast.parent):]))
+
+    def add(store: dict[str, set[str] | None], key: str, methods: tuple[str, ...] | None) -> None:
+        """A location's methods: the union of its rules' (None: any method)."""
+        known = store.get(key, set())
+        store[key] = None if methods is None or known is None else known | set(methods)
 
     groups: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
     # rules whose prefix is the parent's own name (/api/<int:id> in location /api/): a regex location each, nested
@@ -400,23 +413,16 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         if console(p):
             continue
         if fast.parent in (name, name + "/"):  # no prefix location of that name fits in the parent: its own regex
-            if fast.uri_target or (p.regex not in direct and len(direct) == MAX_DIRECT) or \
-                    any(name.startswith(t) for t in fast.taken):
-                continue
-            known = direct.get(p.regex, set())
-            direct[p.regex] = None if p.methods is None or known is None else known | set(p.methods)
+            if not fast.uri_target and free(name + "/") and (p.regex in direct or len(direct) < MAX_DIRECT):
+                add(direct, p.regex, p.methods)
             continue
-        if not free(name) or not free(name + "/"):  # its rules' paths all start with name + "/"
-            continue
-        known = groups[name].get(p.regex, set())
-        groups[name][p.regex] = None if p.methods is None or known is None else known | set(p.methods)
+        if free(name) and free(name + "/"):  # its rules' paths all start with name + "/"
+            add(groups[name], p.regex, p.methods)
     exact: dict[str, set[str] | None] = {}
     for p in compiled.patterns:
         for path in p.exact if p.regex is None else ():
-            if path in compiled.console_paths or not free(path) or path in fast.taken:
-                continue
-            known = exact.get(path, set())
-            exact[path] = None if p.methods is None or known is None else known | set(p.methods)
+            if path not in compiled.console_paths and free(path) and path not in fast.taken:
+                add(exact, path, p.methods)
     if fast.guard:
         exact = {path: m for path, m in exact.items() if not _python_may_match(fast.guard, path)}
         # a prefix one of the user's regexes may match stays with the maps (as its exact twin did before)
@@ -495,8 +501,7 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
                 groups_off.add(name)
             continue
         for regex, methods in rules.items():
-            anchored = "^" + _guard(_relevant(fast.guard, regex)) + _sequence(regex) + r"\z"
-            block += [f"    location ~ {quote(anchored)} {{", body(methods, "    " * 2), "    }"]
+            block += [f"    location ~ {quote(anchored(regex))} {{", body(methods, "    " * 2), "    }"]
             count += 1
             dynamic += 1
         block.append(fallback_lines)
@@ -504,8 +509,7 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         blocks.append((name.encode(), 1, block))
     lines = [line for _, _, block in sorted(blocks, key=lambda b: (b[0], b[1])) for line in block]
     for regex, methods in direct.items():
-        anchored = "^" + _guard(_relevant(fast.guard, regex)) + _sequence(regex) + r"\z"
-        lines += [f"location ~ {quote(anchored)} {{", body(methods, "    "), "}"]
+        lines += [f"location ~ {quote(anchored(regex))} {{", body(methods, "    "), "}"]
         count += 1
         dynamic += 1
     return lines, count, len(groups) - len(groups_off), dynamic, len(direct)

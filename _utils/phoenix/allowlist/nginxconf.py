@@ -289,21 +289,27 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
         pattern = _resolve(d["args"][0], prefix)
         return pattern == path or fnmatch.fnmatch(path, pattern)
 
+    gates: dict[str, str] = {}  # an include's argument -> the gate file it names ("": none), read once each
+
     def gate_of(d: dict[str, Any]) -> str:
         """The gate file (the gate or a per-location copy) an include names, or ""."""
         if d["directive"] != "include" or not d["args"]:
             return ""
-        if includes(d, gate_abs):
-            return gate_abs
-        path = _resolve(d["args"][0], prefix)
-        if not copies.fullmatch(path):
-            return ""
-        if os.path.exists(path) and not is_generated(path):  # the state would overwrite a file of the user's
-            raise ConfigError(f"{path} is included as a per-location copy of the gate {gate_path} (its name says so), "
-                              "but Phoenix did not write it: rename that file or remove it")
-        if path not in result.location_gates:
-            result.location_gates.append(path)
-        return path
+        arg = d["args"][0]
+        if arg not in gates:
+            path = _resolve(arg, prefix)
+            if includes(d, gate_abs):
+                gates[arg] = gate_abs
+            elif not copies.fullmatch(path):
+                gates[arg] = ""
+            elif os.path.exists(path) and not is_generated(path):  # the state would overwrite a file of the user's
+                raise ConfigError(f"{path} is included as a per-location copy of the gate {gate_path} (its name says "
+                                  "so), but Phoenix did not write it: rename that file or remove it")
+            else:
+                gates[arg] = path
+        if gates[arg] and gates[arg] != gate_abs and gates[arg] not in result.location_gates:
+            result.location_gates.append(gates[arg])
+        return gates[arg]
 
     maps_abs, gate_abs = os.path.abspath(maps_path), os.path.abspath(gate_path)
     for d, file, ctx in everything:
