@@ -129,8 +129,9 @@ def test_the_site_uses_the_fast_path(site):
     """The matrix above runs through the fast path: the site's one app location qualifies."""
     gate = site.gate.read_text()
     assert 'location ^~ "/item" {' in gate and 'location ^~ "/delete" {' in gate
-    assert gate.count(f"proxy_pass http://127.0.0.1:{site.app_port};") >= 2 * 10
-    assert "if ($request_method != DELETE)" in gate
+    assert gate.count(f"proxy_pass http://127.0.0.1:{site.app_port};") >= 10
+    # one regex on the request line per prefix: the rule's main method and its raw target
+    assert 'if ($request !~ "^DELETE /delete/[0-9]+ HTTP/")' in gate
 
 
 def test_nginx_served_paths_behave_exactly_as_before(site, ungated):
@@ -216,6 +217,44 @@ def test_the_fast_path_answers_and_falls_back(decision_nginx):
     assert decision_nginx.fast_hits - before == 5
 
 
+def raw_variants(path: str) -> list[str]:
+    """Raw targets around an allowed ``path`` that NGINX decodes, normalises or cuts: its ``$uri`` is not them."""
+    head, _, last = path.rpartition("/")
+    if not last:  # a path ending in "/": the same around its last segment, and after the slash
+        return [path + "?__debugger__=yes", path + ".", path + "/", *(v + "/" for v in raw_variants(head))]
+    return [path + "?x=1", path + "?__debugger__=yes", path + "#x", f"{head}/.", f"{head}/..", f"{head}/.{last}",
+            f"{head}/./{last}", f"{head}//{last}", f"{head}/{last}/.", f"{head}/%{ord(last[0]):02X}{last[1:]}",
+            f"{head}/{last}%2F", f"{head}/{last}%3F__debugger__=yes", f"{head}/x%20{last}", f"{head}/{last}.",
+            f"{head}/..{last}"]
+
+
+def test_the_request_line_test_leaves_every_target_nginx_changes_to_the_maps(decision_nginx):
+    """The fast path tests the raw request line: each converter's value narrowed to what NGINX leaves as it is.
+
+    Around an allowed path of each converter, every raw target NGINX would decode, normalise or cut (a query,
+    a dot segment, an escape, ``//``) gets the gate's own answer; the allowed paths themselves the fast path's.
+    """
+    rules = [("/s/<name>", ("GET",), True), ("/p/<path:rest>", ("GET",), True), ("/i/<int:id>", ("GET",), True),
+             ("/f/<float:x>", ("GET",), True), ("/u/<uuid:u>", ("GET",), True), ("/y/<any(ab,b):v>", ("GET",), True),
+             ("/t/<name>/", ("GET",), True), ("/s/<name>/x<int:id>", ("GET",), True), ("/n/<name>", None, True)]
+    url_map = build(rules)
+    compiled = compiled_for(url_map)
+    rendered = {"gate": render(compiled, "line"), "fast": render(compiled, "line", fast=decision_nginx.fast())}
+    gate = rendered["fast"].gate
+    assert gate.count("if ($request !~") == 8 and "location ~" not in gate  # one test per prefix, no regex location
+    allowed = ["/s/ab", "/p/a/b.txt", "/i/5", "/f/1.5", "/u/12345678-1234-1234-1234-123456789abc", "/y/ab",
+               "/t/ab/", "/s/a.b/x7", "/n/ab.c"]
+    targets = [*allowed, *(v for path in allowed for v in raw_variants(path))]
+    before = decision_nginx.fast_hits
+    answers = decision_nginx.answers(rendered, [("GET", t) for t in targets])
+    assert [s for s, _ in answers["fast"]] == [s for s, _ in answers["gate"]], list(zip(targets, answers["fast"],
+                                                                                       answers["gate"]))
+    assert [s for s, _ in answers["gate"][:len(allowed)]] == [200] * len(allowed)
+    fast = [t for t, (_, body) in zip(targets, answers["fast"]) if body == b"fast\n"]
+    assert fast[:len(allowed)] == allowed, fast  # the allowed paths: the fast path's own answer
+    assert decision_nginx.fast_hits - before == len(fast)
+
+
 def test_a_route_equal_to_a_fast_prefix_is_not_redirected_by_nginx(decision_nginx):
     """``/orders`` beside ``/orders/<int:oid>``, and ``/u`` routed by a catch-all: the app answers, not NGINX's 301.
 
@@ -285,15 +324,24 @@ def test_strict_paths_never_let_the_app_see_another_path(decision_nginx, rules, 
     for sample in filter(None, (sample_path(compiled, pat) for pat in compiled.patterns)):
         q = urllib.parse.quote(sample, safe="/")
         targets += ["/zz/.." + q, "/./" + q[1:], "/" + q, "/zz/%2e%2E" + q, "/zz%2F.." + q, q + "/.", q + "/zz/.."]
+        # what the fast path's test of the request line must leave to the maps: a query, the debugger's, a
+        # segment that starts with a dot or is one, an escape, an empty segment, a fragment
+        head, _, last = q.rpartition("/")
+        targets += [q + "?x=1", q + "?__debugger__=yes", f"{head}/.{last}", f"{head}/./{last}", f"{head}//{last}",
+                    f"{head}/%{ord(last[0]):02X}{last[1:]}" if last[:1].isascii() and last[:1].isalnum() else q + "%2F",
+                    q + "#x"]
     answers = decision_nginx.answers(rendered, [(method, t) for t in targets])
+    # the fast path changes no answer, whatever the raw target
+    assert [s for s, _ in answers["fast"]] == [s for s, _ in answers["gate"]], (rules, method, targets)
     for kind, got in answers.items():
         for target, (status, body) in zip(targets, got):
             assert status in (200, 400, 404), (kind, target, status, body)
-            seen = urllib.parse.unquote(target)  # what the WSGI server hands to Werkzeug
+            path = target.split("#")[0].partition("?")[0]
+            seen = urllib.parse.unquote(path)  # what the WSGI server hands to Werkzeug
             if status == 200:
                 assert werkzeug_allows(url_map, method, seen), (kind, rules, method, target)
             segments = seen.split("/")[1:]
-            plain = not re.search(r"%2[ef]", target.lower()) and all(s not in (".", "..") for s in segments) and "//" not in seen
+            plain = "?" not in target and "#" not in target and not re.search(r"%2[ef]", target.lower()) and all(s not in (".", "..") for s in segments) and "//" not in seen
             if plain:
                 assert (status == 200) == werkzeug_allows(url_map, method, seen), (kind, rules, method, target)
 

@@ -91,6 +91,47 @@ def pcre_fragment(variable: str, conv: dict[str, Any], rule: str) -> tuple[str, 
     return _group(pcre), notes + [n.replace(_WHAT, what) for n in translation_notes]
 
 
+#: what a raw request target never holds where NGINX's ``$uri`` is the target itself: a %-escape, a query, a
+#: fragment, a space (the maps' own class for a raw segment, ``render.py``); and the path separator
+_NOT_PLAIN = frozenset("/%#? ")
+#: a default string converter's value in such a target: not a dot segment (``.``, ``..``), which NGINX
+#: resolves, and none of those characters; on a UTF-8 character boundary like the converter's own regex
+_RAW_SEGMENT = "[^./%#? ][^/%#? ]*(?![\\x80-\\xbf])"
+#: a default path converter's value in such a target: segments as above (so no ``//`` either), the first
+#: character ASCII (the converter's regex insists on a whole UTF-8 character there)
+_RAW_PATH = "[^./%#? \\x80-\\xff][^/%#? \\x0a]*(?:/[^./%#? \\x0a][^/%#? \\x0a]*)*(?![\\x80-\\xbf])"
+#: Werkzeug's regexes of its default string and path converters (``[^/]+`` before Werkzeug 2.2)
+_DEFAULT = {"string": ("[^/]{1,}", "[^/]+"), "path": ("[^/].*?",)}
+
+
+def raw_fragment(conv: dict[str, Any], fragment: str) -> str | None:
+    """The converter's ``fragment`` narrowed to raw request targets that NGINX leaves as they are, or None.
+
+    The fast path compares the request line itself (``$request``) with a rule: where this regex matches
+    the raw target, that target is ``$uri`` (nothing to decode, no query, no dot segment, no ``//``), so
+    the rule's own regex matches ``$uri`` too. Every value it matches is one ``fragment`` matches. None when
+    that cannot be shown from the regex: such rules ask the maps.
+    """
+    spec = CONVERTERS.get(conv["class"]) if conv.get("module", "").startswith("werkzeug.") else None
+    if spec is not None and spec.name in ("int", "float", "uuid"):
+        return fragment  # digits, hex, "-" and a "." between digits: never a dot segment
+    if spec is not None and conv.get("regex") in _DEFAULT.get(spec.name, ()):
+        return _RAW_SEGMENT if spec.name == "string" else _RAW_PATH
+    return fragment if _plain(conv.get("regex", "")) else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain(regex: str) -> bool:
+    """True when the (Python) ``regex`` matches no empty value and no ``.``, ``/``, ``%``, ``#``, ``?``, space."""
+    try:
+        if re.fullmatch(regex, ""):
+            return False
+        tree = _sp.parse(regex)
+    except (re.error, OverflowError, RecursionError):
+        return False
+    return not any(_items_can_match(tree, ord(c)) for c in _NOT_PLAIN | {"."})
+
+
 #: one character class, once or repeated: the same regex with or without a group around it, in any sequence
 _ONE_CLASS = re.compile(r"\[\^?\]?[^\]\\\[]*\][+*?]?\+?")
 
@@ -122,45 +163,54 @@ def can_match_slash(regex: str) -> bool:
         tree = _sp.parse(regex)
     except re.error:
         return True
-    return _items_can_match_slash(tree)
+    return _items_can_match(tree, _SLASH)
 
 
 _SLASH = ord("/")
+#: what each of Python's categories can match, for the few ASCII punctuation characters asked about
+_CATEGORY = {_sc.CATEGORY_DIGIT: str.isdigit, _sc.CATEGORY_WORD: lambda c: c.isalnum() or c == "_",
+             _sc.CATEGORY_SPACE: str.isspace}
+_NOT_CATEGORY = {_sc.CATEGORY_NOT_DIGIT: _sc.CATEGORY_DIGIT, _sc.CATEGORY_NOT_WORD: _sc.CATEGORY_WORD,
+                 _sc.CATEGORY_NOT_SPACE: _sc.CATEGORY_SPACE}
 
 
-def _class_item_has_slash(op, av) -> bool:
+def _class_item_has(op, av, char: int) -> bool:
     if op is _sc.LITERAL:
-        return av == _SLASH
+        return av == char
     if op is _sc.RANGE:
-        return av[0] <= _SLASH <= av[1]
+        return av[0] <= char <= av[1]
     if op is _sc.CATEGORY:
-        return av in (_sc.CATEGORY_NOT_DIGIT, _sc.CATEGORY_NOT_WORD, _sc.CATEGORY_NOT_SPACE)
+        if av in _NOT_CATEGORY:
+            return not _CATEGORY[_NOT_CATEGORY[av]](chr(char))
+        return av not in _CATEGORY or _CATEGORY[av](chr(char))
     return False
 
 
-def _items_can_match_slash(items) -> bool:
+def _items_can_match(items, char: int) -> bool:
+    """Could the parsed regex ``items`` consume the character ``char``? (True when unsure; a back-reference
+    matches what its group did, and the group is asked itself.)"""
     for op, av in items:
         if op is _sc.ANY:
             return True
-        if op is _sc.LITERAL and av == _SLASH:
+        if op is _sc.LITERAL and av == char:
             return True
-        if op is _sc.NOT_LITERAL and av != _SLASH:
+        if op is _sc.NOT_LITERAL and av != char:
             return True
         if op is _sc.IN:
             negate = bool(av) and av[0][0] is _sc.NEGATE
             members = av[1:] if negate else av
-            has = any(_class_item_has_slash(o, a) for o, a in members)
+            has = any(_class_item_has(o, a, char) for o, a in members)
             if has != negate:
                 return True
-        if op is _sc.CATEGORY and _class_item_has_slash(op, av):
+        if op is _sc.CATEGORY and _class_item_has(op, av, char):
             return True
         if op in (_sc.MAX_REPEAT, _sc.MIN_REPEAT, getattr(_sc, "POSSESSIVE_REPEAT", None)):
-            if _items_can_match_slash(av[2]):
+            if _items_can_match(av[2], char):
                 return True
-        if op is _sc.SUBPATTERN and _items_can_match_slash(av[-1]):
+        if op is _sc.SUBPATTERN and _items_can_match(av[-1], char):
             return True
-        if op is _sc.BRANCH and any(_items_can_match_slash(b) for b in av[1]):
+        if op is _sc.BRANCH and any(_items_can_match(b, char) for b in av[1]):
             return True
-        if op is getattr(_sc, "ATOMIC_GROUP", None) and _items_can_match_slash(av):
+        if op is getattr(_sc, "ATOMIC_GROUP", None) and _items_can_match(av, char):
             return True
     return False

@@ -12,11 +12,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .converters import pcre_fragment
+from .converters import pcre_fragment, raw_fragment
 from .dialect import literal, wire
 from .errors import ExtractError, RuleError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: a rule's static text that a raw target holding it would not be its $uri with (``converters._NOT_PLAIN``)
+_NOT_PLAIN = re.compile(r"[%#? ]")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -33,6 +35,10 @@ class Pattern:
     regex: str | None = None
     #: leading static path segments, used to group regexes behind a hash lookup
     prefix: tuple[str, ...] = ()
+    #: ``regex`` narrowed to raw request targets NGINX leaves as they are (``$uri`` is the target itself: no
+    #: %-escape, query, dot segment or ``//``), for the fast path's test of the request line; None when
+    #: that cannot be shown (``converters.raw_fragment``)
+    raw: str | None = None
 
 
 @dataclass
@@ -85,7 +91,7 @@ def compile_routes(table: dict[str, Any], console_paths: Iterable[str] = ("/cons
         raise ExtractError(f"app {table.get('app')!r} has no routable rules: the allowlist would refuse every URL")
     paths = tuple(dict.fromkeys(p for p in console_paths if p))
     compiled = Compiled(patterns=[], console_paths=paths)
-    fragments: dict[int, str] = {}  # a converter's regex, once per converter the table describes
+    fragments: dict[int, tuple[str, str | None]] = {}  # a converter's regexes, once per converter described
     for rule in rules:
         pattern, notes = compile_rule(rule, fragments)
         compiled.patterns.append(pattern)
@@ -93,11 +99,13 @@ def compile_routes(table: dict[str, Any], console_paths: Iterable[str] = ("/cons
     return compiled
 
 
-def compile_rule(rule: dict[str, Any], fragments: dict[int, str] | None = None) -> tuple[Pattern, list[str]]:
+def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | None]] | None = None
+                 ) -> tuple[Pattern, list[str]]:
     """One extractor rule -> :class:`Pattern` (and notes on where NGINX differs).
 
-    ``fragments`` caches converter regexes by the id of their description: the extractor describes each
-    distinct converter once, and thousands of rules share it (the caller keeps the table alive).
+    ``fragments`` caches converter regexes (the rule's and the raw one) by the id of their description: the
+    extractor describes each distinct converter once, and thousands of rules share it (the caller keeps the
+    table alive).
     """
     text = rule["rule"]
     trace = rule["trace"]
@@ -114,6 +122,7 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, str] | None = None) 
     tokens = trace[bar + 1 :]
     notes: list[str] = []
     body = ""
+    raw: str | None = ""  # None once a part cannot be shown to match only targets NGINX leaves as they are
     static_head = ""
     dynamic = False
     last_final = False
@@ -122,18 +131,21 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, str] | None = None) 
             if not dynamic:
                 static_head += data
             body += literal(data)
+            raw = raw + literal(data) if raw is not None and not _NOT_PLAIN.search(data) else None
             if data != "/":
                 last_final = False
             continue
         dynamic = True
         conv = rule["converters"][data]
-        fragment = fragments.get(id(conv)) if fragments is not None else None
-        if fragment is None:
+        known = fragments.get(id(conv)) if fragments is not None else None
+        if known is None:
             fragment, conv_notes = pcre_fragment(data, conv, text)
             notes.extend(conv_notes)
+            known = fragment, raw_fragment(conv, fragment)
             if fragments is not None and not conv_notes:  # notes name the rule: those are made each time
-                fragments[id(conv)] = fragment
-        body += fragment
+                fragments[id(conv)] = known
+        body += known[0]
+        raw = raw + known[1] if raw is not None and known[1] is not None else None
         last_final = not conv.get("part_isolating", True)
     full = "".join(s for _, s in tokens)
     ends_with_slash = full.endswith("/") and len(full) > 1
@@ -141,6 +153,7 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, str] | None = None) 
     for seg in full.split("/") if "/." in full or "//" in full else ():
         if seg in (".", "..") or "//" in full:
             notes.append(f"{text}: NGINX normalises '.', '..' and '//' before it decides; this rule cannot be reached")
+            raw = None
             break
     if not dynamic:
         variants = [full]
@@ -152,13 +165,17 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, str] | None = None) 
             return Pattern(rule=text, methods=methods, exact=tuple(variants)), notes
         # NGINX's hash lookups ignore ASCII case: mixed-case static rules are matched by regex
         body = "(?:" + "|".join(literal(v) for v in variants) + ")"
-        return Pattern(rule=text, methods=methods, regex=body, prefix=_prefix(full)), notes
+        return Pattern(rule=text, methods=methods, regex=body, prefix=_prefix(full),
+                       raw=body if raw is not None else None), notes
+    suffix = ""
     if ends_with_slash:
         body = body[: -len(literal("/"))]
-        body += "(?<!/)/?" if last_final else "/?"
+        raw = raw[: -len(literal("/"))] if raw is not None else None
+        suffix = "(?<!/)/?" if last_final else "/?"
     elif not rule.get("strict_slashes", True):
-        body += "/?"
-    return Pattern(rule=text, methods=methods, regex=body, prefix=_prefix(static_head)), notes
+        suffix = "/?"
+    return Pattern(rule=text, methods=methods, regex=body + suffix, prefix=_prefix(static_head),
+                   raw=raw + suffix if raw is not None else None), notes
 
 
 def _prefix(static_head: str) -> tuple[str, ...]:
