@@ -61,8 +61,8 @@ def managed(name: str, app: str, config: str = "/etc/nginx/nginx.conf", gate: st
         the nginx binary and its ``-p`` prefix used for ``nginx -t``
     fast_path
         also write the fast path into the gate when the configuration allows it (True): nested
-        prefix locations (one regex location per dynamic rule) and exact locations (one per static
-        rule) that serve the commonest requests without the maps. The comment says whether it is
+        prefix locations (one test of the request line for their dynamic rules) and exact locations
+        (one per static rule) that serve the commonest requests without the maps. The comment says whether it is
         used, and why not.
     strict_paths
         refuse a request unless the raw path the app gets routes as the normalised path NGINX

@@ -4,21 +4,16 @@ The gate (``render.py``) decides every request with a chain of maps. For a dynam
 two regexes, two hash lookups and the building of their subjects, about +4.4K instructions per
 request with ``pcre_jit`` (+6.1K without), 0.87 to 0.94 of the baseline throughput. NGINX's own
 location tree is cheaper: a ``^~`` prefix location per leading static path (``/users/``), found by
-the binary tree NGINX searches for every request anyway, holding one anchored regex location per
-rule. Measured with callgrind at 1,000 routes: +1.8K (JIT) / +2.0K (no JIT), see bench/README.md.
+the binary tree NGINX searches for every request anyway, in which one regex on the request line
+decides. Measured with callgrind at 1,000 routes: +2.2K (no JIT) / +1.8K (JIT), see bench/README.md.
 
 The fast path only ever *accepts*; it never refuses anything the gate would let through::
 
     location ^~ "/users" {                           # nested in the app's location, by the gate file
-        location ~ "^(?:/users/(?:[0-9]+))\\z" {      # one rule
-            uninitialized_variable_warn off;
-            if ($request_uri != $uri) { set $phoenix_<app>_fast $phoenix_<app>_deny; }
-            if ($request_method != GET) { set $phoenix_<app>_fast $phoenix_<app>_deny; }
-            if ($phoenix_<app>_fast) { return 404; }
-            proxy_pass http://app;                   # the app location's own handler, copied
-        }
-        if ($phoenix_<app>_allow = 0) { return 404; }   # everything else starting with /users: the gate
-        proxy_pass http://app;
+        uninitialized_variable_warn off;
+        if ($request !~ "^(?:GET /users/[0-9]+|POST /users/new) HTTP/") { set $phoenix_<app>_fast $phoenix_<app>_deny; }
+        if ($phoenix_<app>_fast) { return 404; }
+        proxy_pass http://app;                       # the app location's own handler, copied
     }
 
 The prefix is named without its trailing slash: NGINX itself answers ``/users`` with ``301 Location:
@@ -27,35 +22,41 @@ slash it takes ``/users`` (and ``/users2``, where no longer prefix does) to the 
 (An exact ``location = "/users"`` per prefix did the same at the price of two more configuration blocks,
 each about 7 KB of every worker's memory.)
 
-A request is accepted without the maps only when its path matches a rule's regex, its method is that
-rule's main method (GET when it has GET) and its raw target is its ``$uri``: no query string, so it
-cannot carry Werkzeug's ``__debugger__``, and nothing NGINX decoded or normalised (with strict paths off
-the test is ``if ($args)``). Any other request (a query, HEAD, another method, another path under the
-prefix) asks the full map chain, so the decision is the gate's in every case. A fallback sets ``..._fast``
-to ``..._deny`` ("1" where the maps refuse, else ""), so the last check is a plain ``if``.
+``$request`` is the request line the client sent, ``<method> <raw target> <protocol>``. A request is
+accepted without the maps only when its method is a rule's main method (GET when it has GET, any for a
+rule that takes any) and its raw target is matched whole by the rule's regex narrowed to raw targets
+NGINX leaves as they are (``rules.Pattern.raw``): no query string, so it cannot carry Werkzeug's
+``__debugger__``, no %-escape, no dot segment, no ``//``. Such a target is ``$uri`` itself, so the
+rule's own regex matches ``$uri`` as well. The match ends at `` HTTP/``, and a space followed by ``H``
+always ends the target in NGINX's parser, so the regex has matched the whole target. Any other request
+(a query, HEAD, another method, an escape, another path under the prefix) asks the full map chain, so
+the decision is the gate's in every case: one regex checks what a nested regex location and three
+``if``s checked before, in 3 configuration blocks instead of 6. A fallback sets ``..._fast`` to
+``..._deny`` ("1" where the maps refuse, else ""), so the last check is a plain ``if``. Like the maps,
+whose values NGINX keeps for the whole request, the test reads the request the client sent: an internal
+redirect (``error_page`` to a URI, ``X-Accel-Redirect``) is decided by the original request.
 
 Static rules get an exact ``location = "/path"`` each. There one comparison of the request line with the path
 written out checks method and raw target at once: ``if ($request != "GET /path $server_protocol")``
 (``$request`` is ``<method> <raw target> <protocol>``), under +1K instructions per request in all.
 
-With a ``proxy_pass`` that has a URI part (``proxy_pass http://app/;``) NGINX allows it in no regex location:
-every nested location then gets the target that maps its own name as the user's maps the parent's
-(``location /users/`` inside ``location /`` passes to ``http://app/users/``), and each prefix location takes
-the rules of its commonest main method itself, with one ``if ($uri !~ ...)`` on their alternation; its
-other rules ask the maps.
+With a ``proxy_pass`` that has a URI part (``proxy_pass http://app/;``) NGINX allows it in no regex location,
+and the prefix locations need none: every nested location gets the target that maps its own name as the
+user's maps the parent's (``location /users/`` inside ``location /`` passes to ``http://app/users/``).
 
 NGINX inherits every directive of the app's location into nested locations except its content
 handler, its rewrite-module directives, ``limit_except`` and a few others. The handler is copied, and so
 are the location's ``if``/``set``/``return``/``break`` and ``limit_except`` blocks, in their order around the
-gate's include (``FastPath.before``/``after``). NGINX tries the regex locations of the server (and those
-nested in the app's location) only when no nested location matched, so a fast-path regex that could match
-one of the user's regexes carries a negative lookahead of it (``_guard``, tested by PCRE itself; skipped
-where every match of the user's regex needs a character the rule never produces, ``_relevant``), and the
-prefixes are plain prefix locations, after which NGINX still tries the user's regexes. Exact locations are
-left out where Python cannot rule out that a user regex matches them. Nothing of ours goes under a location
-the user nested in the app's (``FastPath.taken``). :func:`choose` says why when the fast path stays off
-(several locations reach the app, ``rewrite``, ...); the gate alone then decides, with the same
-result, only slower.
+gate's include (``FastPath.before``/``after``). With regex locations in the server (or nested in the app's
+location) the prefixes are plain prefix locations, after which NGINX still tries the user's regexes, as it
+did after the app's location; exact locations are left out where Python cannot rule out that a user regex
+matches them. The few rules directly under the parent's own name (``/item/<int>`` in ``location /item/``,
+``MAX_DIRECT``) get a regex location nested in the parent, which NGINX tries before the user's: such a
+regex carries a negative lookahead of the user's regexes (``_guard``, tested by PCRE itself; skipped where
+every match of the user's regex needs a character the rule never produces, ``_relevant``). Nothing of ours
+goes under a location the user nested in the app's (``FastPath.taken``). :func:`choose` says why when the
+fast path stays off (several locations reach the app, ``rewrite``, ...); the gate alone then decides, with
+the same result, only slower.
 """
 
 from __future__ import annotations
@@ -286,6 +287,11 @@ def request_line(rules: dict[str, set[str] | None]) -> tuple[str, int]:
     prefix instead of 6, and -0.4K / -0.6K instructions per request without / with JIT (bench/README.md).
     Rules beyond NGINX's token length ask the maps.
     """
+    if len(rules) == 1:  # the common case, thousands of times
+        ((raw, methods),) = rules.items()
+        if len(raw) + 12 <= MAX_TOKEN:
+            main = "[^ ]+" if methods is None else re.escape(_main_method(methods))
+            return "^" + main + " " + _sequence(raw) + _PROTOCOL, 1
     mains: dict[str, list[str]] = defaultdict(list)
     size = 0
     for raw, methods in rules.items():
@@ -425,9 +431,11 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     def anchored(regex: str) -> str:  # a rule's regex location: the whole $uri, none of the user's regexes
         return "^" + _guard(_relevant(fast.guard, regex)) + _sequence(regex) + r"\z"
 
+    parent, taken, uri_target = fast.parent, fast.taken, fast.uri_target
+
     def free(path: str) -> bool:  # no user location nested in the parent would have taken it
-        return path.startswith(fast.parent) and not any(path.startswith(t) for t in fast.taken) and \
-            (not fast.uri_target or _uri_kept(path[len(fast.parent):]))
+        return path.startswith(parent) and not (taken and any(path.startswith(t) for t in taken)) and \
+            (not uri_target or _uri_kept(path[len(parent):]))
 
     def add(store: dict[str, set[str] | None], key: str, methods: tuple[str, ...] | None) -> None:
         """A location's methods: the union of its rules' (None: any method)."""
@@ -447,7 +455,7 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
                     and (p.regex in direct or len(direct) < MAX_DIRECT):
                 add(direct, p.regex, p.methods)
             continue
-        if p.raw is not None and free(name) and free(name + "/"):  # its rules' paths all start with name + "/"
+        if p.raw is not None and free(name + "/"):  # its rules' paths all start with name + "/" (so name is free)
             add(groups[name], p.raw, p.methods)
     exact: dict[str, set[str] | None] = {}
     for p in compiled.patterns:
@@ -462,18 +470,19 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     if intercept:
         gate = "if ($status = 500) { return 500; } " + gate
 
-    bodies: dict[tuple[str | None, str, bool, str, str], str] = {}
+    bodies: dict[tuple[str | None, str, bool, str, bool], str] = {}
 
     def body(methods: set[str] | None, indent: str, path: str = "", handler: str = "", line: str = "") -> str:
         """The same few lines (one string) for every rule with the same main method: made once each; an exact
-        location's path is put into its template."""
+        location's path, a prefix's test of the request line is put into its template."""
         main = None if methods is None else _main_method(methods)
         written = bool(strict_paths and main is not None and path and _LITERAL.fullmatch(path))
-        key = (main, indent, written, handler or fast.handler, line)
+        key = (main, indent, written, handler or fast.handler, bool(line))
         text = bodies.get(key)
         if text is None:
-            text = bodies[key] = "\n".join(_body(main, indent, _PATH_SLOT if written else "", key[3], line))
-        return text.replace(_PATH_SLOT, path) if written else text
+            slot = _PATH_SLOT if line else ""
+            text = bodies[key] = "\n".join(_body(main, indent, _PATH_SLOT if written else "", key[3], slot))
+        return text.replace(_PATH_SLOT, quote(line) if line else path) if written or line else text
 
     def _body(main: str | None, indent: str, path: str, handler: str, line: str) -> list[str]:
         # the gate's place among the location's own directives: the copies before it, then the checks
@@ -482,7 +491,7 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
             out.append(f"{indent}if ($status = 500) {{ return 500; }}")
         if line:
             # a prefix location: one regex on the request line for method and raw target at once (request_line)
-            out.append(f"{indent}if ($request !~ {quote(line)}) {{ set {v}_fast {v}_deny; }}")
+            out.append(f"{indent}if ($request !~ {line}) {{ set {v}_fast {v}_deny; }}")
         elif strict_paths and main is not None and path:
             # an exact location: one comparison for method, raw target and $uri, the path written out: the
             # request line is "<main> <path> <protocol>" only when the method is main and the raw target is
@@ -518,7 +527,8 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
                                           body(None, "    ", handler=fast.handler_for(name), line=line), "}"]))
         count += taken
         dynamic += taken
-    lines = [line for _, _, block in sorted(blocks, key=lambda b: (b[0], b[1])) for line in block]
+    blocks.sort()  # (name, exact first): no two blocks have both the same
+    lines = [line for _, _, block in blocks for line in block]
     for regex, methods in direct.items():
         lines += [f"location ~ {quote(anchored(regex))} {{", body(methods, "    "), "}"]
         count += 1

@@ -82,6 +82,8 @@ def app_id(name: str) -> str:
 
 def quote(token: str) -> str:
     """Quote any string as one NGINX config token (backslash and double quote escaped)."""
+    if "\\" not in token and '"' not in token:  # most paths: as they are
+        return '"' + token + '"'
     return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -150,13 +152,9 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     ]
 
     def block(source: str, var: str, entries: list[tuple[str, str]], default: str, comment: str) -> None:
-        lines.append(f"# {comment}")
-        lines.append(f"map {quote(source)} {var} {{")
-        lines.append(f"    default {default};")
-        for key, value in entries:
-            lines.append(f"    {key} {value};")
-        lines.append("}")
-        lines.append("")
+        lines.extend((f"# {comment}", f"map {quote(source)} {var} {{", f"    default {default};"))
+        lines.extend([f"    {key} {value};" for key, value in entries])
+        lines.extend(("}", ""))
 
     # 1. static rules: one case-insensitive hash lookup, then method set, then a case check
     exact = [p for p in compiled.patterns if p.regex is None]
@@ -165,10 +163,12 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
         for path in p.exact:
             if path in compiled.console_paths:
                 continue
-            if p.methods is None or (path in merged and merged[path] is None):
+            if path not in merged:
+                merged[path] = p.methods if p.methods is None else tuple(sorted(p.methods))
+            elif p.methods is None or merged[path] is None:
                 merged[path] = None
             else:
-                merged[path] = tuple(sorted(set(merged.get(path) or ()) | set(p.methods)))
+                merged[path] = tuple(sorted(set(merged[path]) | set(p.methods)))
     set_var = {m: f"{v}_m{i}" for i, m in enumerate(sorted(set(merged.values()), key=lambda m: m or ()))}
     # the hash ignores case, the debugger does not: /Console is the app's (a /<slug> may route it)
     entries = [(quote(c), f"{v}_console") for c in compiled.console_paths]
@@ -207,8 +207,8 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     for key, pats in groups.items():
         if all(p.prefix[0] == key for p in pats):
             # lower-case segment: the hash matched it up to case, [^/A-Z]* re-checks the case
-            shape = tuple(sorted({(p.methods or (), "/[^/A-Z]*" + p.regex[len(literal("/" + key)):])
-                                  for p in pats}))
+            cut = len(literal("/" + key))
+            shape = tuple(sorted({(p.methods or (), "/[^/A-Z]*" + p.regex[cut:]) for p in pats}))
             classes[(None, shape)].append(key)
         else:  # upper-case letters in the segment: a class of its own, segments spelled out
             shape = tuple(sorted({(p.methods or (), p.regex) for p in pats}))
@@ -256,8 +256,13 @@ def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath
     ]
     summary = ""
     if fast is not None:
+        heads = _console_probes(compiled.console_paths)[1]
+
+        def console(p: Pattern) -> bool:  # only a rule under a console path's first segment can match one
+            return (not p.prefix or _ascii_lower(p.prefix[0]) in heads) and _matches_console([p], compiled)
+
         nested, count, prefixes, dyn, direct = render_locations(compiled, fast, app_id(name), status, quote,
-                                                        lambda p: _matches_console([p], compiled), strict_paths,
+                                                        console, strict_paths,
                                                         bool(intercept_errors))
         if count:
             kinds = [f"{n} {kind}" for n, kind in ((prefixes, "prefix"), (count - dyn, "exact"), (direct, "regex")) if n]

@@ -109,7 +109,10 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | Non
     """
     text = rule["rule"]
     trace = rule["trace"]
-    bar = next((i for i, (d, s) in enumerate(trace) if not d and s == "|"), None)
+    if trace and trace[0] == [False, "|"]:  # no host part: what every rule of an app without host rules has
+        bar = 0
+    else:
+        bar = next((i for i, (d, s) in enumerate(trace) if not d and s == "|"), None)
     if bar is None:
         raise RuleError(f"rule {text!r}: Werkzeug's parse has no host separator; unsupported Werkzeug version")
     if any(s for _, s in trace[:bar]) or rule.get("subdomain") or rule.get("host"):
@@ -121,22 +124,27 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | Non
         raise RuleError(f"rule {text!r} contains a control character, which NGINX cannot match safely")
     tokens = trace[bar + 1 :]
     notes: list[str] = []
-    body = ""
+    converters = rule["converters"]
+    body = static_head = full = static = ""
     raw: str | None = ""  # None once a part cannot be shown to match only targets NGINX leaves as they are
-    static_head = ""
     dynamic = False
     last_final = False
     for is_dynamic, data in tokens:
+        full += data
         if not is_dynamic:
-            if not dynamic:
-                static_head += data
-            body += literal(data)
-            raw = raw + literal(data) if raw is not None and not _NOT_PLAIN.search(data) else None
+            static += data  # a run of static tokens is escaped at once
             if data != "/":
                 last_final = False
             continue
+        if static:
+            lit = literal(static)
+            body += lit
+            raw = raw + lit if raw is not None and not _NOT_PLAIN.search(static) else None
+            if not dynamic:
+                static_head = static
+            static = ""
         dynamic = True
-        conv = rule["converters"][data]
+        conv = converters[data]
         known = fragments.get(id(conv)) if fragments is not None else None
         if known is None:
             fragment, conv_notes = pcre_fragment(data, conv, text)
@@ -147,7 +155,10 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | Non
         body += known[0]
         raw = raw + known[1] if raw is not None and known[1] is not None else None
         last_final = not conv.get("part_isolating", True)
-    full = "".join(s for _, s in tokens)
+    if static:
+        lit = literal(static)
+        body += lit
+        raw = raw + lit if raw is not None and not _NOT_PLAIN.search(static) else None
     ends_with_slash = full.endswith("/") and len(full) > 1
     methods = tuple(sorted(rule["methods"])) if rule.get("methods") is not None else None
     for seg in full.split("/") if "/." in full or "//" in full else ():
