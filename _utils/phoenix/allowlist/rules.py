@@ -115,7 +115,7 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | Non
         bar = next((i for i, (d, s) in enumerate(trace) if not d and s == "|"), None)
     if bar is None:
         raise RuleError(f"rule {text!r}: Werkzeug's parse has no host separator; unsupported Werkzeug version")
-    if any(s for _, s in trace[:bar]) or rule.get("subdomain") or rule.get("host"):
+    if (bar and any(s for _, s in trace[:bar])) or rule.get("subdomain") or rule.get("host"):
         raise RuleError(
             f"rule {text!r} matches on subdomain/host {rule.get('subdomain') or rule.get('host')!r}: "
             "host rules need one allowlist per NGINX server and are not supported"
@@ -172,7 +172,7 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | Non
             variants.append(full[:-1])  # strict-slash redirect (or a match without strict_slashes)
         elif not rule.get("strict_slashes", True) and full != "/":
             variants.append(full + "/")
-        if all(v == _ascii_lower(v) for v in variants):
+        if all(v == _ascii_lower(v) for v in variants) if len(variants) > 1 else full == _ascii_lower(full):
             return Pattern(rule=text, methods=methods, exact=tuple(variants)), notes
         # NGINX's hash lookups ignore ASCII case: mixed-case static rules are matched by regex
         body = "(?:" + "|".join(literal(v) for v in variants) + ")"
