@@ -255,6 +255,29 @@ def test_the_request_line_test_leaves_every_target_nginx_changes_to_the_maps(dec
     assert decision_nginx.fast_hits - before == len(fast)
 
 
+def test_long_paths_and_segments_stay_out_of_nginx_hashes(decision_nginx):
+    """NGINX refuses a whole configuration with a map key longer than its hash bucket (46 bytes by default).
+
+    A long static path is matched by regex instead of the static hash, a long first segment of a dynamic
+    rule goes with the rules whose first segment is dynamic: NGINX starts, and every answer is Werkzeug's.
+    """
+    long_static = "/api/v1/organizations/settings/notifications/preferences"
+    long_segment = "/" + "s" * 50
+    url_map = build([(long_static, ("GET",), True), (long_segment + "/<int:id>", ("GET",), True),
+                     ("/short", ("GET",), True), ("/x/<int:id>", ("GET",), True)])
+    compiled = compiled_for(url_map)
+    assert len(long_static) > 46 and all(p.exact == () for p in compiled.patterns if p.rule == long_static)
+    rendered = {"gate": render(compiled, "long"), "fast": render(compiled, "long", fast=decision_nginx.fast())}
+    assert long_static not in rendered["gate"].maps.split("map \"$request_method\"")[0].replace("\\", "")
+    requests = [("GET", long_static), ("GET", long_static + "x"), ("POST", long_static), ("GET", long_static.upper()),
+                ("GET", long_segment + "/5"), ("GET", long_segment + "/x"), ("GET", "/short"), ("GET", "/x/5"),
+                ("GET", long_static + "?__debugger__=yes")]
+    expected = [werkzeug_allows(url_map, m, p.partition("?")[0]) and "__debugger__" not in p for m, p in requests]
+    assert expected == [True, False, False, False, True, False, True, True, False]
+    # decides() fails unless nginx -t accepts the configuration
+    assert decision_nginx.decides(rendered, requests) == {"gate": expected, "fast": expected}
+
+
 def test_a_route_equal_to_a_fast_prefix_is_not_redirected_by_nginx(decision_nginx):
     """``/orders`` beside ``/orders/<int:oid>``, and ``/u`` routed by a catch-all: the app answers, not NGINX's 301.
 

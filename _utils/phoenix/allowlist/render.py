@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from .fastpath import FastPath, render_locations
 from .dialect import literal
-from .rules import Compiled, Pattern, _ascii_lower
+from .rules import Compiled, Pattern, _ascii_lower, hash_key_fits
 
 #: NGINX rejects a config token longer than 4094 bytes ("too long parameter")
 MAX_TOKEN = 3000
@@ -171,7 +171,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
                 merged[path] = tuple(sorted(set(merged[path]) | set(p.methods)))
     set_var = {m: f"{v}_m{i}" for i, m in enumerate(sorted(set(merged.values()), key=lambda m: m or ()))}
     # the hash ignores case, the debugger does not: /Console is the app's (a /<slug> may route it)
-    entries = [(quote(c), f"{v}_console") for c in compiled.console_paths]
+    entries = [(quote(c), f"{v}_console") for c in compiled.console_paths if hash_key_fits(c)]
     entries += [(quote(path), set_var[methods]) for path, methods in merged.items()]
     # a miss reads the first segment into $..._s (a named capture) on the way: one map fewer
     seg_regex = quote("~^(?<" + v[1:] + "_s>/[^/]*)")
@@ -198,7 +198,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     groups: dict[str, list[Pattern]] = defaultdict(list)
     rest: list[Pattern] = []
     for p in dynamic:
-        head = literal("/" + p.prefix[0]) if p.prefix else None
+        head = literal("/" + p.prefix[0]) if p.prefix and hash_key_fits("/" + p.prefix[0]) else None
         if head and p.regex.startswith(head):
             groups[_ascii_lower(p.prefix[0])].append(p)  # the hash key: NGINX ignores ASCII case
         else:

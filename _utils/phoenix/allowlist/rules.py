@@ -172,9 +172,11 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | Non
             variants.append(full[:-1])  # strict-slash redirect (or a match without strict_slashes)
         elif not rule.get("strict_slashes", True) and full != "/":
             variants.append(full + "/")
-        if all(v == _ascii_lower(v) for v in variants) if len(variants) > 1 else full == _ascii_lower(full):
+        if (all(v == _ascii_lower(v) for v in variants) if len(variants) > 1 else full == _ascii_lower(full)) \
+                and all(hash_key_fits(v) for v in variants):
             return Pattern(rule=text, methods=methods, exact=tuple(variants)), notes
-        # NGINX's hash lookups ignore ASCII case: mixed-case static rules are matched by regex
+        # NGINX's hash lookups ignore ASCII case: mixed-case static rules are matched by regex, and so are paths
+        # too long for a key of NGINX's map hash
         body = "(?:" + "|".join(literal(v) for v in variants) + ")"
         return Pattern(rule=text, methods=methods, regex=body, prefix=_prefix(full),
                        raw=body if raw is not None else None), notes
@@ -189,6 +191,18 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | Non
                    raw=raw + suffix if raw is not None else None), notes
 
 
+#: the longest key (bytes) NGINX's map hash holds with its default ``map_hash_bucket_size`` (one cache line, 64
+#: bytes on x86-64): an element is a pointer, a length and the key aligned to 8 bytes, and a bucket ends with
+#: a NULL pointer. A longer key makes NGINX refuse the whole configuration ("could not build map_hash, you
+#: should increase map_hash_bucket_size"), and the allowlist cannot set that in the user's http block.
+MAX_HASH_KEY = 46
+
+
+def hash_key_fits(key: str) -> bool:
+    """Can ``key`` be a key of an NGINX map hash whatever the user's ``map_hash_bucket_size``?"""
+    return len(key) <= MAX_HASH_KEY and (key.isascii() or len(key.encode("utf-8")) <= MAX_HASH_KEY)
+
+
 def _prefix(static_head: str) -> tuple[str, ...]:
     """Leading static path segments that are complete (followed by a '/')."""
     return tuple(static_head[1:].split("/")[:-1]) if static_head.startswith("/") else ()
@@ -198,4 +212,4 @@ def _ascii_lower(text: str) -> str:
     return text.translate(_ASCII_LOWER)
 
 
-__all__ = ["Compiled", "Pattern", "compile_routes", "compile_rule"]
+__all__ = ["Compiled", "Pattern", "compile_routes", "compile_rule", "hash_key_fits"]
