@@ -150,6 +150,19 @@ def cpu_rounds(servers: dict[bool, tuple[Nginx, int]], path: str, rounds: int, s
         out["gated_us"].append(per[True][0] * 1e6)
         out["base_user_us"].append(per[False][1] * 1e6)
         out["gated_user_us"].append(per[True][1] * 1e6)
+    if pinned:  # paired: both at once, NGINX sharing CPU 0 and wrk CPU 1, so both get the same neighbours
+        out["paired"] = []
+        for i in range(rounds):
+            order = (False, True) if i % 2 == 0 else (True, False)
+            before = {g: user_system(servers[g][0].proc.pid) for g in order}
+            procs = {g: subprocess.Popen(["taskset", "-c", "1", *_wrk_argv(servers[g][1], path, seconds, connections)],
+                                         stdout=subprocess.PIPE, text=True) for g in order}
+            reports = {g: proc.communicate()[0] for g, proc in procs.items()}
+            per = {}
+            for g in order:
+                after = user_system(servers[g][0].proc.pid)
+                per[g] = (sum(after) - sum(before[g])) / _wrk_result(reports[g], path)[1]
+            out["paired"].append(per[True] / per[False])
     return out
 
 
@@ -263,6 +276,9 @@ def main() -> int:
                                 for ngx, _ in servers.values():
                                     ngx.stop()
                             ratios = cpu["cpu"]
+                            if cpu.get("paired"):
+                                row.update(paired=statistics.median(cpu["paired"]), paired_min=min(cpu["paired"]),
+                                           paired_max=max(cpu["paired"]))
                             row.update(cpu=statistics.median(ratios), cpu_min=min(ratios), cpu_max=max(ratios),
                                        user=statistics.median(cpu["user"]),
                                        us=(statistics.median(cpu["gated_us"]), statistics.median(cpu["base_us"])),
@@ -287,20 +303,24 @@ def main() -> int:
                             line += (f" CPU/request x{row['cpu']:.3f} (rounds {row['cpu_min']:.3f}-"
                                      f"{row['cpu_max']:.3f}; {row['us'][0]:.2f} vs {row['us'][1]:.2f} us), user CPU "
                                      f"x{row['user']:.3f} ({row['user_us'][0]:.2f} vs {row['user_us'][1]:.2f} us)")
+                        if "paired" in row:
+                            line += (f"; paired CPU/request x{row['paired']:.3f} (rounds {row['paired_min']:.3f}-"
+                                     f"{row['paired_max']:.3f})")
                         if "instr" in row:
                             line += (f"; instructions/request {row['instr']:.0f} vs {row['base_instr']:.0f} "
                                      f"(+{row['instr'] - row['base_instr']:.0f}, x{row['instr'] / row['base_instr']:.3f})")
                         print(line, flush=True)
-    print("\n| routes | layout | route | fast path | pcre_jit | CPU/request (median, rounds) | user CPU/request "
-          "| instructions/request |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| routes | layout | route | fast path | pcre_jit | CPU/request (median, rounds) | paired CPU/request "
+          "| user CPU/request | instructions/request |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cpu = f"x{r['cpu']:.3f} ({r['cpu_min']:.2f}-{r['cpu_max']:.2f})" if "cpu" in r else "-"
         user = f"x{r['user']:.3f} ({r['user_us'][0]:.2f} vs {r['user_us'][1]:.2f} us)" if "user" in r else "-"
+        paired = f"x{r['paired']:.3f} ({r['paired_min']:.2f}-{r['paired_max']:.2f})" if "paired" in r else "-"
         ins = (f"{r['instr']:.0f} vs {r['base_instr']:.0f} (+{r['instr'] - r['base_instr']:.0f}, "
                f"x{r['instr'] / r['base_instr']:.3f})") if "instr" in r else "-"
         print(f"| {r['n']:,} | {r['layout']} | {r['kind']} | {'yes' if r['fast'] else 'no'} | "
-              f"{'on' if r['jit'] else 'off'} | {cpu} | {user} | {ins} |")
+              f"{'on' if r['jit'] else 'off'} | {cpu} | {paired} | {user} | {ins} |")
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from .converters import pcre_fragment, raw_fragment
 from .dialect import literal, wire
@@ -22,9 +22,9 @@ _NOT_PLAIN = re.compile(r"[%#? ]")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-@dataclass(frozen=True)
-class Pattern:
-    """What one rule lets through."""
+class Pattern(NamedTuple):
+    """What one rule lets through (a named tuple: made thousands of times, four times faster than a frozen
+    dataclass)."""
 
     rule: str
     methods: tuple[str, ...] | None
