@@ -9,7 +9,9 @@ dynamic route (``/d<N-1>/12345``) and, with ``--routes dynamic,static``, the las
 * **CPU per request**: user+system CPU time of the single NGINX process (``/proc/<pid>/stat``) while
   wrk (keep-alive, one thread) hammers it, divided by wrk's request count; allowlist and baseline
   alternate A/B/B/A, and the ratio is the median of per-round ratios (this VM is shared: single rounds
-  swing);
+  swing by +-10 %, and the same config against itself gave medians of 1.03 and 1.08); and **paired**:
+  both at once, both NGINX on CPU 0 and both wrk on CPU 1, so both get the same neighbours (the same
+  config against itself: 0.998 and 1.005, rounds within +-2.5 %);
 * **instructions per request**: valgrind/callgrind on a single-process NGINX, counting only inside
   ``ngx_process_events_and_timers`` (start-up and config parsing excluded), one keep-alive connection,
   divided by the number of requests. Deterministic, so it is the figure to compare changes with.
@@ -126,7 +128,8 @@ def cpu_rounds(servers: dict[bool, tuple[Nginx, int]], path: str, rounds: int, s
     With two or more CPUs both NGINX processes run on CPU 0 and wrk on the next one (``taskset``), so the
     load generator does not take the measured process's CPU. The kernel's share (system time: sockets,
     epoll) is the same work on both sides and most of the total; ``user`` is NGINX's own code, where
-    the allowlist runs.
+    the allowlist runs. ``paired``: the same rounds with both loaded at once (each NGINX gets half of
+    CPU 0, each wrk half of CPU 1), so a noisy neighbour slows both alike.
     """
     pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
     if pinned:

@@ -13,6 +13,7 @@ from phoenix.allowlist import extract_routes
 from phoenix.allowlist.converters import CONVERTERS, can_match_slash
 from phoenix.allowlist.errors import ExtractError, RuleError
 from phoenix.allowlist.render import MAX_TOKEN, quote, render
+from phoenix.allowlist.dialect import wire
 from phoenix.allowlist.rules import compile_routes
 from tests.support.routing import METHODS, build, compiled_for, paths, rule_sets, werkzeug_allows
 
@@ -180,3 +181,39 @@ def test_describe_lists_every_rule_of_a_flask_app_in_iter_rules_order():
     year = next(r for r in described if r["rule"] == "/bp/<int(fixed_digits=4):year>")
     assert year["converters"]["year"]["args"]["fixed_digits"] == 4
     assert year["converters"]["year"]["bases"][0] == "IntegerConverter"
+
+
+RAW_TEXT = st.lists(st.sampled_from(["a", "b", "1", "-", ".", "/", "%", "?", "#", " ", "é", "%2e", "x", ".."]),
+                    max_size=6).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(rules=rule_sets(), tails=st.lists(RAW_TEXT, min_size=1, max_size=8))
+def test_a_rules_raw_regex_matches_only_plain_targets_its_own_regex_matches(rules, tails):
+    """``Pattern.raw`` (the fast path's test of the raw target) is the rule's regex narrowed: every target it
+    matches is one the rule's regex matches, and one NGINX leaves as it is (no %, ?, #, space, dot segment, //).
+    """
+    compiled = compiled_for(build(rules))
+    from phoenix.allowlist.probe import sample_path
+
+    for pattern in compiled.patterns:
+        if pattern.raw is None:
+            continue
+        raw = re.compile(pattern.raw + r"\Z")
+        sample = sample_path(compiled, pattern) or "/"
+        for target in [sample, *(sample + t for t in tails), *("/" + t for t in tails)]:
+            if raw.match(wire(target)):
+                assert compiled.matches(pattern, target), (pattern.rule, target)
+                segments = target.split("/")[1:]
+                assert not any(c in target for c in "%?# ") and "//" not in target, (pattern.rule, target)
+                assert not any(s in (".", "..") for s in segments), (pattern.rule, target)
+
+
+@pytest.mark.parametrize("rule,raw", [
+    ("/i/<int:i>", True), ("/f/<float:f>", True), ("/u/<uuid:u>", True), ("/s/<name>", True),
+    ("/p/<path:p>", True), ("/a/<any(x,y):v>", True), ("/a/<any(x,y.z):v>", False),
+    ("/l/<string(length=2):c>", False), ("/sp/a b/<int:i>", False), ("/d/./<int:i>", False),
+])
+def test_which_rules_have_a_raw_regex(rule, raw):
+    (pattern,) = compiled_for(Map([Rule(rule, endpoint="e")])).patterns
+    assert (pattern.raw is not None) is raw, pattern

@@ -191,8 +191,7 @@ def describe(url_map, app=None, compact: bool = False) -> dict:
                 methods = methods_index[key] = len(methods_table)
                 methods_table.append(sorted(key))
         out = {
-            "rule": rule.rule,
-            "endpoint": _jsonable(rule.endpoint),
+            "rule": rule.rule,  # (not the endpoint: nothing reads it, and it is a tenth of the JSON)
             "methods": methods,  # an index into methods_table, or None (any method)
             "trace": rule._trace,  # (is_dynamic, text) pairs, written as JSON arrays as they are
             "converters": {name: _converter(conv, converters, index) for name, conv in rule._converters.items()},
