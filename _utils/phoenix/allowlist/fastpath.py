@@ -107,6 +107,8 @@ _PLAIN_ARG = re.compile(r"[A-Za-z0-9._~:/@!&()*+,=%?\[\]-]+")
 _LITERAL = re.compile(r"/[A-Za-z0-9._~/-]*")
 #: where an exact location's path goes in its body's template (NGINX config text has no NUL)
 _PATH_SLOT = "\0"
+#: where a location's own handler goes (a ``proxy_pass`` with a URI part maps each location's name)
+_HANDLER_SLOT = "\1"
 #: PCRE syntax that Python's ``re`` reads differently or not at all: such regexes are never asked in Python
 _NOT_PYTHON = re.compile(r"\[:|\\[ZzQEhHvVRXpPecoNKG]|\\x\{|\{,|\(\?\||\(\*")
 
@@ -477,12 +479,15 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         location's path, a prefix's test of the request line is put into its template."""
         main = None if methods is None else _main_method(methods)
         written = bool(strict_paths and main is not None and path and _LITERAL.fullmatch(path))
-        key = (main, indent, written, handler or fast.handler, bool(line))
+        own = bool(uri_target and handler)  # a handler of its own (a URI part): put in like the path
+        key = (main, indent, written, _HANDLER_SLOT if own else handler or fast.handler, bool(line))
         text = bodies.get(key)
         if text is None:
             slot = _PATH_SLOT if line else ""
             text = bodies[key] = "\n".join(_body(main, indent, _PATH_SLOT if written else "", key[3], slot))
-        return text.replace(_PATH_SLOT, quote(line) if line else path) if written or line else text
+        if written or line:
+            text = text.replace(_PATH_SLOT, quote(line) if line else path)
+        return text.replace(_HANDLER_SLOT, handler) if own else text
 
     def _body(main: str | None, indent: str, path: str, handler: str, line: str) -> list[str]:
         # the gate's place among the location's own directives: the copies before it, then the checks
