@@ -120,6 +120,22 @@ def wrk(port: int, path: str, seconds: float, connections: int, pid: int) -> tup
     return rps, cpu / requests
 
 
+def paired_round(servers: dict[bool, tuple[Nginx, int]], path: str, seconds: float, connections: int,
+                 order: tuple[bool, bool]) -> dict[bool, tuple[float, float]]:
+    """Both servers loaded at once, each by a wrk on CPU 1: per server (requests/s, NGINX CPU seconds per
+    request). The caller pins both NGINX to CPU 0, so whatever the neighbours take, both lose alike."""
+    before = {g: _cpu_seconds(servers[g][0].proc.pid) for g in order}
+    procs = {g: subprocess.Popen(["taskset", "-c", "1", *_wrk_argv(servers[g][1], path, seconds, connections)],
+                                 stdout=subprocess.PIPE, text=True) for g in order}
+    reports = {g: proc.communicate()[0] for g, proc in procs.items()}
+    out = {}
+    for g in order:
+        cpu = _cpu_seconds(servers[g][0].proc.pid) - before[g]
+        rps, requests = _wrk_result(reports[g], path)
+        out[g] = (rps, cpu / requests)
+    return out
+
+
 def throughput(root: Path, n: int, jit: bool, rounds: int, seconds: float, connections: int) -> dict[str, float]:
     path = last_dynamic(n)
     extra = f"pcre_jit {'on' if jit else 'off'};"
@@ -140,11 +156,8 @@ def throughput(root: Path, n: int, jit: bool, rounds: int, seconds: float, conne
         for ngx, _ in servers.values():
             subprocess.run(["taskset", "-pc", "0", str(ngx.proc.pid)], capture_output=True, check=True)
         for i in range(rounds):
-            procs = {g: subprocess.Popen(["taskset", "-c", "1", *_wrk_argv(servers[g][1], path, seconds, connections)],
-                                         stdout=subprocess.PIPE, text=True)
-                     for g in ((False, True) if i % 2 == 0 else (True, False))}
-            rps = {g: _wrk_result(proc.communicate()[0], path)[0] for g, proc in procs.items()}
-            paired.append(rps[True] / rps[False])
+            got = paired_round(servers, path, seconds, connections, (False, True) if i % 2 == 0 else (True, False))
+            paired.append(got[True][0] / got[False][0])
         for gated, (ngx, _) in servers.items():  # back to both CPUs for the alternating rounds
             subprocess.run(["taskset", "-pc", "0,1", str(ngx.proc.pid)], capture_output=True, check=True)
         ratios, cpu_ratios, base_rps, gated_rps = [], [], [], []

@@ -43,7 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "_utils"), str(HERE.parent), str(HERE)]
 
-from allowlist import _wrk_argv, _wrk_result, last_dynamic, make_app, user_system  # noqa: E402
+from allowlist import _wrk_argv, _wrk_result, last_dynamic, make_app, paired_round, user_system  # noqa: E402
 from devtools.nginx import Nginx, free_port, wait_port  # noqa: E402
 from phoenix.allowlist import manage  # noqa: E402
 
@@ -156,16 +156,8 @@ def cpu_rounds(servers: dict[bool, tuple[Nginx, int]], path: str, rounds: int, s
     if pinned:  # paired: both at once, NGINX sharing CPU 0 and wrk CPU 1, so both get the same neighbours
         out["paired"] = []
         for i in range(rounds):
-            order = (False, True) if i % 2 == 0 else (True, False)
-            before = {g: user_system(servers[g][0].proc.pid) for g in order}
-            procs = {g: subprocess.Popen(["taskset", "-c", "1", *_wrk_argv(servers[g][1], path, seconds, connections)],
-                                         stdout=subprocess.PIPE, text=True) for g in order}
-            reports = {g: proc.communicate()[0] for g, proc in procs.items()}
-            per = {}
-            for g in order:
-                after = user_system(servers[g][0].proc.pid)
-                per[g] = (sum(after) - sum(before[g])) / _wrk_result(reports[g], path)[1]
-            out["paired"].append(per[True] / per[False])
+            got = paired_round(servers, path, seconds, connections, (False, True) if i % 2 == 0 else (True, False))
+            out["paired"].append(got[True][1] / got[False][1])
     return out
 
 

@@ -93,7 +93,7 @@ def pcre_fragment(variable: str, conv: dict[str, Any], rule: str) -> tuple[str, 
 
 #: what a raw request target never holds where NGINX's ``$uri`` is the target itself: a %-escape, a query, a
 #: fragment, a space (the maps' own class for a raw segment, ``render.py``); and the path separator
-_NOT_PLAIN = frozenset("/%#? ")
+NOT_PLAIN = frozenset("/%#? ")
 #: a default string converter's value in such a target: not a dot segment (``.``, ``..``), which NGINX
 #: resolves, and none of those characters; on a UTF-8 character boundary like the converter's own regex
 _RAW_SEGMENT = "[^./%#? ][^/%#? ]*(?![\\x80-\\xbf])"
@@ -129,7 +129,7 @@ def _plain(regex: str) -> bool:
         tree = _sp.parse(regex)
     except (re.error, OverflowError, RecursionError):
         return False
-    return not any(_items_can_match(tree, ord(c)) for c in _NOT_PLAIN | {"."})
+    return not any(_items_can_match(tree, ord(c)) for c in NOT_PLAIN | {"."})
 
 
 #: one character class, once or repeated: the same regex with or without a group around it, in any sequence

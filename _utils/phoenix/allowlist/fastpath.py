@@ -279,6 +279,11 @@ def _main_method(methods: set[str]) -> str:
 _PROTOCOL = " HTTP/"
 
 
+def _method_regex(methods: set[str] | None) -> str:
+    """The request line's method for a rule: its main one (``_main_method``), any for a rule that takes any."""
+    return "[^ ]+" if methods is None else re.escape(_main_method(methods))
+
+
 def request_line(rules: dict[str, set[str] | None]) -> tuple[str, int]:
     """One regex on ``$request`` for a prefix location's rules (raw regexes -> methods), and how many it holds.
 
@@ -292,18 +297,17 @@ def request_line(rules: dict[str, set[str] | None]) -> tuple[str, int]:
     if len(rules) == 1:  # the common case, thousands of times
         ((raw, methods),) = rules.items()
         if len(raw) + 12 <= MAX_TOKEN:
-            main = "[^ ]+" if methods is None else re.escape(_main_method(methods))
-            return "^" + main + " " + _sequence(raw) + _PROTOCOL, 1
+            return "^" + _method_regex(methods) + " " + _sequence(raw) + _PROTOCOL, 1
     mains: dict[str, list[str]] = defaultdict(list)
     size = 0
     for raw, methods in rules.items():
         size += len(raw) + 12
         if size > MAX_TOKEN:
             break
-        mains["[^ ]+" if methods is None else re.escape(_main_method(methods))].append(raw)
-    # GET first: PCRE tries the alternatives in order, and most requests are GETs
+        mains[_method_regex(methods)].append(raw)
     if not mains:
         return "", 0
+    # GET first: PCRE tries the alternatives in order, and most requests are GETs
     alts = [f"{m} {_sequence(rs[0]) if len(rs) == 1 else '(?:' + '|'.join(rs) + ')'}"
             for m, rs in sorted(mains.items(), key=lambda kv: (kv[0] != "GET", kv[0]))]
     line = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
@@ -468,10 +472,6 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         exact = {path: m for path, m in exact.items() if not _python_may_match(fast.guard, path)}
         # a prefix one of the user's regexes may match stays with the maps (as its exact twin did before)
         groups = defaultdict(dict, {n: g for n, g in groups.items() if not _python_may_match(fast.guard, n)})
-    gate = f"if ({v}_allow = 0) {{ return {int(status)}; }}"
-    if intercept:
-        gate = "if ($status = 500) { return 500; } " + gate
-
     bodies: dict[tuple[str | None, str, bool, str, bool], str] = {}
 
     def body(methods: set[str] | None, indent: str, path: str = "", handler: str = "", line: str = "") -> str:

@@ -122,10 +122,15 @@ def _console_probes(console_paths: tuple[str, ...]) -> tuple[list[str], set[str]
     return probes, {_ascii_lower(c.lstrip("/").split("/")[0]) for c in probes}
 
 
+def _under_console(p: Pattern, heads: set[str]) -> bool:
+    """Only a rule with no static first segment, or with a console path's, can match a console path."""
+    return not p.prefix or _ascii_lower(p.prefix[0]) in heads
+
+
 def _matches_console(patterns: list[Pattern], compiled: Compiled) -> bool:
     """Could one of ``patterns`` let a console path through (so that it must be refused first)?"""
     probes, heads = _console_probes(compiled.console_paths)
-    candidates = [p for p in patterns if not p.prefix or _ascii_lower(p.prefix[0]) in heads]
+    candidates = [p for p in patterns if _under_console(p, heads)]
     return any(compiled.matches(p, c) for p in candidates for c in probes)
 
 
@@ -258,8 +263,8 @@ def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath
     if fast is not None:
         heads = _console_probes(compiled.console_paths)[1]
 
-        def console(p: Pattern) -> bool:  # only a rule under a console path's first segment can match one
-            return (not p.prefix or _ascii_lower(p.prefix[0]) in heads) and _matches_console([p], compiled)
+        def console(p: Pattern) -> bool:  # most rules are not under a console's segment: no list made for them
+            return _under_console(p, heads) and _matches_console([p], compiled)
 
         nested, count, prefixes, dyn, direct = render_locations(compiled, fast, app_id(name), status, quote,
                                                         console, strict_paths,

@@ -12,13 +12,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
 
-from .converters import pcre_fragment, raw_fragment
+from .converters import NOT_PLAIN, pcre_fragment, raw_fragment
 from .dialect import literal, wire
 from .errors import ExtractError, RuleError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-#: a rule's static text that a raw target holding it would not be its $uri with (``converters._NOT_PLAIN``)
-_NOT_PLAIN = re.compile(r"[%#? ]")
+#: a rule's static text that a raw target holding it would not be its $uri with (the separator aside)
+_NOT_PLAIN = re.compile("[" + re.escape("".join(sorted(NOT_PLAIN - {"/"}))) + "]")
+#: after the last token: the static text still to be written, then the end
+_END = (True, None)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -129,9 +131,9 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | Non
     raw: str | None = ""  # None once a part cannot be shown to match only targets NGINX leaves as they are
     dynamic = False
     last_final = False
-    for is_dynamic, data in tokens:
-        full += data
+    for is_dynamic, data in (*tokens, _END):
         if not is_dynamic:
+            full += data
             static += data  # a run of static tokens is escaped at once
             if data != "/":
                 last_final = False
@@ -143,6 +145,9 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | Non
             if not dynamic:
                 static_head = static
             static = ""
+        if data is None:
+            break
+        full += data
         dynamic = True
         conv = converters[data]
         known = fragments.get(id(conv)) if fragments is not None else None
@@ -155,10 +160,6 @@ def compile_rule(rule: dict[str, Any], fragments: dict[int, tuple[str, str | Non
         body += known[0]
         raw = raw + known[1] if raw is not None and known[1] is not None else None
         last_final = not conv.get("part_isolating", True)
-    if static:
-        lit = literal(static)
-        body += lit
-        raw = raw + lit if raw is not None and not _NOT_PLAIN.search(static) else None
     ends_with_slash = full.endswith("/") and len(full) > 1
     methods = tuple(sorted(rule["methods"])) if rule.get("methods") is not None else None
     for seg in full.split("/") if "/." in full or "//" in full else ():
