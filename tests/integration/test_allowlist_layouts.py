@@ -117,30 +117,40 @@ def _answers(state, compiled, requests):
     (root / "maps.conf").write_text(plain.maps)
     (root / "gate.conf").write_text(plain.gate)
     servers, ports = [], {}
-    free = _ports(2 * len(state["fast"]) + 2)
+    free = _ports(3 * len(state["fast"]) + 2)
     echo = {"app": free.pop(), "fast": free.pop()}
     for layout, fast in state["fast"].items():
         if fast is not None and fast.uri_target:
             fast = dataclasses.replace(fast, handler=f"proxy_pass http://127.0.0.1:{echo['fast']}/;",
                                        uri_target=f"http://127.0.0.1:{echo['fast']}/")
-        (root / f"{layout}.fast").write_text(render(compiled, "prop", fast=fast).gate)
-        copy = None
-        if layout in state["copies"]:  # the other location's own copy of the gate, with its fast path
-            copy = root / f"{layout}.copy"
-            copy.write_text(render_gate(compiled, "prop", fast=state["copies"][layout], copy_for="/a")[0])
-        ports[layout] = (free.pop(), free.pop())
-        servers += [_server(layout, ports[layout][0], root / "gate.conf", echo),
-                    _server(layout, ports[layout][1], root / f"{layout}.fast", echo, copy)]
+        ports[layout] = (free.pop(), free.pop(), free.pop())
+        servers.append(_server(layout, ports[layout][0], root / "gate.conf", echo))
+        # the fast path as rendered for a configuration without and with pcre_jit (more rules per location)
+        for jit, port in ((False, ports[layout][1]), (True, ports[layout][2])):
+            kind = "jit" if jit else "fast"
+            (root / f"{layout}.{kind}").write_text(
+                render(compiled, "prop", fast=fast and dataclasses.replace(fast, jit=jit)).gate)
+            copy = None
+            if layout in state["copies"]:  # the other location's own copy of the gate, with its fast path
+                copy = root / f"{layout}.{kind}.copy"
+                copy.write_text(render_gate(compiled, "prop", fast=dataclasses.replace(state["copies"][layout], jit=jit),
+                                            copy_for="/a")[0])
+            servers.append(_server(layout, port, root / f"{layout}.{kind}", echo, copy))
     servers += [f'server {{ listen 127.0.0.1:{port}; return 200 "{kind} $request_uri\\n"; }}'
                 for kind, port in echo.items()]
-    ngx = Nginx(root, f"include {root}/maps.conf;\n" + "\n".join(servers), master=False)
+    ngx = Nginx(root, f"include {root}/maps.conf;\n" + "\n".join(servers), main_extra="pcre_jit on;", master=False)
     test = ngx.test()
     assert test.returncode == 0, test.stderr
     ngx.start(ports["fits"][0])
     try:
         out = {}
-        for layout, (gate_port, fast_port) in ports.items():
-            out[layout] = [(request(gate_port, m, p)[::2], request(fast_port, m, p)[::2]) for m, p in requests]
+        for layout, (gate_port, fast_port, jit_port) in ports.items():
+            out[layout] = []
+            for m, p in requests:
+                fast = request(fast_port, m, p)[::2]
+                jit = request(jit_port, m, p)[::2]  # the JIT configuration's fast path answers alike
+                assert (jit[0], _as_app(jit[1])) == (fast[0], _as_app(fast[1])), (layout, m, p, fast, jit)
+                out[layout].append((request(gate_port, m, p)[::2], fast))
         return out
     finally:
         ngx.stop()

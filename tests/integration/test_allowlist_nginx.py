@@ -184,7 +184,7 @@ def test_nginx_decides_like_werkzeug(decision_nginx, rules, probes, method):
 
     probes = probes + [p for p in (sample_path(compiled, pat) for pat in compiled.patterns) if p]
     probes += prefix_probes(rules)
-    rendered = {"gate": render(compiled, "prop"), "fast": render(compiled, "prop", fast=decision_nginx.fast())}
+    rendered = decision_nginx.render(compiled, "prop")
     assert rendered["fast"].maps == rendered["gate"].maps
     quoted = [urllib_quote(p) for p in probes]
     decided = decision_nginx.decides(rendered, [(method, q) for q in quoted])
@@ -198,7 +198,7 @@ def test_the_fast_path_answers_and_falls_back(decision_nginx):
     """Fixed rules: the fast path's locations answer ("fast") under their prefix, the maps everywhere else."""
     url_map = build([("/users/<int:id>", ("GET",), True), ("/users/new", ("POST",), True), ("/<name>", None, True)])
     compiled = compiled_for(url_map)
-    rendered = {"gate": render(compiled, "fixed"), "fast": render(compiled, "fixed", fast=decision_nginx.fast())}
+    rendered = decision_nginx.render(compiled, "fixed")
     requests = [("GET", "/users/5"), ("HEAD", "/users/5"), ("GET", "/users/5?page=2"), ("POST", "/users/5"),
                 ("GET", "/users/5?__debugger__=yes"), ("GET", "/users/x"), ("POST", "/users/new"),
                 ("GET", "/users/new"), ("GET", "/bob"), ("GET", "/bob?__debugger__=yes"), ("GET", "/console"),
@@ -239,7 +239,7 @@ def test_the_request_line_test_leaves_every_target_nginx_changes_to_the_maps(dec
              ("/t/<name>/", ("GET",), True), ("/s/<name>/x<int:id>", ("GET",), True), ("/n/<name>", None, True)]
     url_map = build(rules)
     compiled = compiled_for(url_map)
-    rendered = {"gate": render(compiled, "line"), "fast": render(compiled, "line", fast=decision_nginx.fast())}
+    rendered = decision_nginx.render(compiled, "line")
     gate = rendered["fast"].gate
     assert gate.count("if ($request !~") == 8 and "location ~" not in gate  # one test per prefix, no regex location
     allowed = ["/s/ab", "/p/a/b.txt", "/i/5", "/f/1.5", "/u/12345678-1234-1234-1234-123456789abc", "/y/ab",
@@ -267,7 +267,7 @@ def test_long_paths_and_segments_stay_out_of_nginx_hashes(decision_nginx):
                      ("/short", ("GET",), True), ("/x/<int:id>", ("GET",), True)])
     compiled = compiled_for(url_map)
     assert len(long_static) > 46 and all(p.exact == () for p in compiled.patterns if p.rule == long_static)
-    rendered = {"gate": render(compiled, "long"), "fast": render(compiled, "long", fast=decision_nginx.fast())}
+    rendered = decision_nginx.render(compiled, "long")
     assert long_static not in rendered["gate"].maps.split("map \"$request_method\"")[0].replace("\\", "")
     requests = [("GET", long_static), ("GET", long_static + "x"), ("POST", long_static), ("GET", long_static.upper()),
                 ("GET", long_segment + "/5"), ("GET", long_segment + "/x"), ("GET", "/short"), ("GET", "/x/5"),
@@ -275,7 +275,7 @@ def test_long_paths_and_segments_stay_out_of_nginx_hashes(decision_nginx):
     expected = [werkzeug_allows(url_map, m, p.partition("?")[0]) and "__debugger__" not in p for m, p in requests]
     assert expected == [True, False, False, False, True, False, True, True, False]
     # decides() fails unless nginx -t accepts the configuration
-    assert decision_nginx.decides(rendered, requests) == {"gate": expected, "fast": expected}
+    assert decision_nginx.decides(rendered, requests) == {"gate": expected, "fast": expected, "jit": expected}
 
 
 def test_a_route_equal_to_a_fast_prefix_is_not_redirected_by_nginx(decision_nginx):
@@ -287,16 +287,58 @@ def test_a_route_equal_to_a_fast_prefix_is_not_redirected_by_nginx(decision_ngin
     url_map = build([("/orders", ("GET", "POST"), True), ("/orders/<int:oid>", ("GET",), True),
                      ("/u/<name>", ("GET",), True), ("/<slug>", None, True)])
     compiled = compiled_for(url_map)
-    rendered = {"gate": render(compiled, "redirect"), "fast": render(compiled, "redirect", fast=decision_nginx.fast())}
+    rendered = decision_nginx.render(compiled, "redirect")
     requests = [("GET", "/orders"), ("POST", "/orders"), ("GET", "/orders?page=2"), ("GET", "/u"),
                 ("HEAD", "/u"), ("GET", "/orders/7"), ("PUT", "/orders"), ("GET", "/orders?__debugger__=yes"),
                 ("GET", "/orders/x")]
     expected = [werkzeug_allows(url_map, m, p.partition("?")[0]) and "__debugger__" not in p for m, p in requests]
     assert expected == [True] * 7 + [False, False]  # PUT /orders: the catch-all takes it
-    assert decision_nginx.decides(rendered, requests) == {"gate": expected, "fast": expected}
+    assert decision_nginx.decides(rendered, requests) == {"gate": expected, "fast": expected, "jit": expected}
     gate = rendered["fast"].gate
     assert 'location ^~ "/orders" {' in gate and 'location ^~ "/u" {' in gate and 'location = "/u"' not in gate
     assert 'location = "/orders" {' in gate  # the static rule's own exact location
+
+
+def test_rules_that_share_a_location_answer_as_the_gate(decision_nginx):
+    """Many rules under common prefixes share prefix locations (``fastpath.share``), named by what their paths
+    have in common: without JIT up to 8 rules per location, with JIT up to 32 and the static rules written out in
+    their regexes. Each allowed path is answered by a fast-path location in both, each of its raw variants and
+    near misses as by the gate alone (the decider also compares the two fast paths request by request).
+    """
+    rules = [(f"/users{i}/<int:id>", ("GET",), True) for i in range(12)]
+    rules += [(f"/users{i}/new", ("GET", "POST"), True) for i in range(12)]
+    rules += [("/about/", ("GET",), True), ("/about/team", ("GET",), True), ("/about-us", ("GET",), True),
+              ("/api/v1/items/<int:id>", ("GET",), True), ("/api/v2/items/<int:id>", ("GET", "PUT"), True),
+              ("/api/v1/items", ("GET",), True), ("/a-b/<name>", None, True), ("/a.b", ("GET",), True),
+              ("/u/<int:id>", ("GET",), True), ("/user/<int:id>", ("GET",), True)]
+    url_map = build(rules)
+    compiled = compiled_for(url_map)
+    rendered = decision_nginx.render(compiled, "share")
+    plain, jit = rendered["fast"].gate, rendered["jit"].gate
+    assert plain.count("location ^~") < 12 + 5 and jit.count("location ^~") < plain.count("location ^~")
+    assert 'location = "/users0/new"' in plain and 'location = "/users0/new"' not in jit
+    allowed = [f"/users{i}/{i + 3}" for i in range(12)] + [f"/users{i}/new" for i in range(12)]
+    allowed += ["/about/", "/about/team", "/about-us", "/api/v1/items/5", "/api/v2/items/5", "/api/v1/items",
+                "/a-b/x", "/a.b", "/u/5", "/user/5"]
+    misses = ["/about", "/about/x", "/users1/x", "/users12/5", "/users/5", "/api/v3/items/5", "/api/v1/items/",
+              "/a-b/", "/ab", "/u/x", "/user", "/users1", "/users1/new/", "/a.c", "/api/v2/items/5x"]
+    targets = [*allowed, *misses, *(v for path in allowed[::5] for v in raw_variants(path))]
+    requests = [(m, t) for m in ("GET", "POST") for t in targets]
+    answers = decision_nginx.answers(rendered, requests)
+    assert [s for s, _ in answers["fast"]] == [s for s, _ in answers["gate"]]
+    for (method, target), (status, _) in zip(requests, answers["gate"]):
+        if target in allowed or target in misses:  # plain paths: Werkzeug's answer
+            assert (status == 200) == werkzeug_allows(url_map, method, target), (method, target, status)
+    for kind in ("fast", "jit"):  # every allowed GET is the fast path's (the decider checked jit == fast)
+        got = [body for (m, t), (_, body) in zip(requests, answers[kind]) if m == "GET" and t in allowed]
+        assert got == [b"fast\n"] * len(allowed), (kind, list(zip(allowed, got)))
+        # ... and its request-line test or exact comparison takes it, not the maps behind it (which answer "fast"
+        # there too): the tests' regexes read alike in Python (the raw regexes are in the dialects' shared subset)
+        gate = rendered[kind].gate
+        lines = [re.compile(rx.replace("\\\\", "\\")) for rx in re.findall(r'if \(\$request !~ "([^"]+)"\)', gate)]
+        exact = set(re.findall(r'if \(\$request != "GET (\S+) \$server_protocol"\)', gate))
+        for path in allowed:
+            assert path in exact or any(rx.match(f"GET {path} HTTP/1.1") for rx in lines), (kind, path)
 
 
 STRICT = [("GET", "/users/5"), ("GET", "/users/%35"), ("GET", "/users/7/../5"), ("GET", "/users//5"),
@@ -313,14 +355,13 @@ def test_strict_paths_refuse_what_the_app_would_route_differently(decision_nginx
     """
     url_map = build([("/users/<int:id>", ("GET",), True), ("/<name>", ("GET",), True)])
     compiled = compiled_for(url_map)
-    rendered = {"gate": render(compiled, "strict", strict_paths=strict),
-                "fast": render(compiled, "strict", fast=decision_nginx.fast(), strict_paths=strict)}
+    rendered = decision_nginx.render(compiled, "strict", strict_paths=strict)
     decided = decision_nginx.decides(rendered, STRICT)
     clean = [True, True, False, False, False, False, False, True, False, False, True, False]
     normalised = [True] * 10 + [True, True]  # each one's $uri is /users/5, /bob or /bob/: all allowed...
     normalised[9] = False  # ... except /bob%2F, whose $uri /bob/ is not a route
     expected = clean if strict else normalised
-    assert decided == {"gate": expected, "fast": expected}
+    assert decided == {"gate": expected, "fast": expected, "jit": expected}
 
 
 RAW_PIECES = ["a", "b", "1", "12", ".", "..", "", "%2e", "%2E.", "%2f", "%2F", "%61", "x%20y", "é", ".a", "a.."]
@@ -339,7 +380,7 @@ def test_strict_paths_never_let_the_app_see_another_path(decision_nginx, rules, 
 
     url_map = build(rules)
     compiled = compiled_for(url_map)
-    rendered = {"gate": render(compiled, "raw"), "fast": render(compiled, "raw", fast=decision_nginx.fast())}
+    rendered = decision_nginx.render(compiled, "raw")
     from phoenix.allowlist.probe import sample_path
 
     targets = ["/" + "/".join(urllib.parse.quote(p, safe="%.") for p in pieces) for pieces in raw]

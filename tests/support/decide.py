@@ -1,5 +1,9 @@
 """One real NGINX that answers with the allowlist's decisions: the gate alone, and the gate with its fast path.
 
+The fast path is rendered twice, as for a configuration without and with ``pcre_jit on`` (``FastPath.jit``:
+with JIT more rules share a location, static ones too); this NGINX runs with JIT, and every request must get
+the same status and body from both.
+
 Both servers pass to an upstream (another server of the same NGINX), as a real app location does:
 NGINX treats ``*_pass`` locations specially (a prefix ending in "/" answers the path without it with
 its own 301). The fast path passes to an upstream that answers "fast", so a test can see it was used.
@@ -12,19 +16,25 @@ from pathlib import Path
 from devtools.nginx import Nginx, free_port
 from devtools.site import request
 from phoenix.allowlist.fastpath import FastPath
-from phoenix.allowlist.render import Rendered
+from phoenix.allowlist.render import Rendered, render
+from phoenix.allowlist.rules import Compiled
 
 
 class Decider:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.ports = {"gate": free_port(), "fast": free_port()}
+        self.ports = {"gate": free_port(), "fast": free_port(), "jit": free_port()}
         self.app_port, self.fast_app_port = free_port(), free_port()
         self.fast_hits = 0
 
-    def fast(self) -> FastPath:
+    def fast(self, jit: bool = False) -> FastPath:
         """The fast path as the real app location gets it: a proxy_pass."""
-        return FastPath(parent="/", handler=f"proxy_pass http://127.0.0.1:{self.fast_app_port};")
+        return FastPath(parent="/", handler=f"proxy_pass http://127.0.0.1:{self.fast_app_port};", jit=jit)
+
+    def render(self, compiled: Compiled, name: str, **kwargs) -> dict[str, Rendered]:
+        """The gate alone, with the fast path, and with the fast path of a ``pcre_jit on`` configuration."""
+        return {"gate": render(compiled, name, **kwargs), "fast": render(compiled, name, fast=self.fast(), **kwargs),
+                "jit": render(compiled, name, fast=self.fast(jit=True), **kwargs)}
 
     def answers(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]],
                 location_extra: str = "") -> dict[str, list[tuple[int, bytes]]]:
@@ -33,6 +43,7 @@ class Decider:
         (root / "maps.conf").write_text(rendered["gate"].maps)
         (root / "gate.conf").write_text(rendered["gate"].gate)
         (root / "fast.conf").write_text(rendered["fast"].gate)
+        (root / "jit.conf").write_text(rendered.get("jit", rendered["fast"]).gate)
         (root / "error.log").write_text("")
         app = f"proxy_pass http://127.0.0.1:{self.app_port};"
         http = (f"include {root}/maps.conf;\n"
@@ -40,14 +51,16 @@ class Decider:
                 f"  location / {{ include {root}/gate.conf; {location_extra} {app} }}\n}}\n"
                 f"server {{ listen 127.0.0.1:{self.ports['fast']};\n"
                 f"  location / {{ include {root}/fast.conf; {location_extra} {app} }}\n}}\n"
+                f"server {{ listen 127.0.0.1:{self.ports['jit']};\n"
+                f"  location / {{ include {root}/jit.conf; {location_extra} {app} }}\n}}\n"
                 f"server {{ listen 127.0.0.1:{self.app_port}; return 200 \"app\\n\"; }}\n"
                 f"server {{ listen 127.0.0.1:{self.fast_app_port}; return 200 \"fast\\n\"; }}\n")
-        ngx = Nginx(root, http, master=False)
+        ngx = Nginx(root, http, main_extra="pcre_jit on;", master=False)
         test = ngx.test()
         assert test.returncode == 0, test.stderr
         ngx.start(self.ports["gate"])
         try:
-            out: dict[str, list[tuple[int, bytes]]] = {"gate": [], "fast": []}
+            out: dict[str, list[tuple[int, bytes]]] = {"gate": [], "fast": [], "jit": []}
             for method, path in requests:
                 for kind, port in self.ports.items():
                     status, _, body = request(port, method, path)
@@ -58,6 +71,11 @@ class Decider:
             ngx.stop()
         log = ngx.error_log()
         assert "[alert]" not in log and "[emerg]" not in log and "[crit]" not in log, log[-2000:]
+        # the fast path of a JIT configuration (more rules per location, static ones in its regexes) answers alike;
+        # where a request falls back to the maps in one of the fast path's locations, that location's handler answers
+        # ("fast"), and its locations differ: so "fast" and "app" are the same answer here
+        same = [tuple((s, b"app\n" if b == b"fast\n" else b) for s, b in out[k]) for k in ("fast", "jit")]
+        assert same[0] == same[1], [(r, f, j) for r, f, j in zip(requests, out["fast"], out["jit"]) if f != j]
         return out
 
     def decides(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]]) -> dict[str, list[bool]]:

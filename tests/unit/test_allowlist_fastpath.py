@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.routing import Map, Rule
 
 from phoenix.allowlist import extract_routes
 from phoenix.allowlist.errors import ConfigError
-from phoenix.allowlist.fastpath import FastPath, choose, choose_each
+from phoenix.allowlist.fastpath import FastPath, choose, choose_each, factored, share
 from phoenix.allowlist.nginxconf import inspect
 from phoenix.allowlist.render import render
 from phoenix.allowlist.rules import compile_routes
@@ -191,3 +195,77 @@ def test_several_locations_get_a_fast_path_each_through_their_own_copy_of_the_ga
     copy.write_text("# my own file\n")
     with pytest.raises(ConfigError, match="Phoenix did not write it"):
         _inspect(tmp_path, server)
+
+
+@pytest.mark.parametrize("main,jit", [("pcre_jit on;", True), ("pcre_jit off;", False), ("", False)])
+def test_pcre_jit_is_read_from_the_main_context(tmp_path, main, jit):
+    maps, gate = tmp_path / "app.conf", tmp_path / "app.gate"
+    maps.write_text("")
+    gate.write_text("")
+    config = tmp_path / "nginx.conf"
+    config.write_text(f"{main}\nevents {{}}\nhttp {{ include {maps};\n server {{ listen 127.0.0.1:8080;\n"
+                      f"  location / {{ include {gate}; {APP} }} }} }}\n")
+    fast, _ = choose(inspect(str(config), str(maps), str(gate)))
+    assert fast is not None and fast.jit is jit
+
+
+_PIECES = st.sampled_from(["/", "a", "b", "d", "1", "\\.", "\\xc3\\xa9"])
+_TAILS = st.sampled_from(["", "[0-9]+", "/?", "(?:x|y)", "x|/z", "a+", "\\.?", "[a|]", "/[^/]+"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(alternatives=st.lists(st.tuples(st.lists(_PIECES, max_size=5), _TAILS), min_size=1, max_size=8),
+       subjects=st.lists(st.text("/abd1.xyz0é", max_size=8), min_size=1, max_size=20))
+def test_a_factored_alternation_matches_what_the_alternation_matched(alternatives, subjects):
+    """Written once, the common leading literals of a location's rules match the same request lines."""
+    alts = list(dict.fromkeys("".join(head) + tail for head, tail in alternatives))
+    whole = re.compile(factored(alts).encode())
+    plain = re.compile(("(?:" + "|".join(alts) + ")").encode())
+    for subject in [*subjects, *(a.replace("\\", "") for a in alts)]:
+        raw = subject.encode()
+        assert bool(whole.fullmatch(raw)) == bool(plain.fullmatch(raw)), (alts, factored(alts), subject)
+    # never longer than the share of a token each rule is counted for (fastpath._weight: its length + 12)
+    assert len(factored(alts)) <= sum(len(a) + 8 for a in alts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=st.lists(st.text("/abd1", min_size=2, max_size=7).map(lambda t: "/" + t.lstrip("/")), min_size=1,
+                      max_size=60, unique=True),
+       size=st.integers(1, 12), banned=st.sets(st.text("/abd1", min_size=1, max_size=4).map(lambda t: "/" + t)))
+def test_names_share_locations_named_by_their_common_prefix(names, size, banned):
+    """Every rule's name lands in exactly one location, whose name it starts with: at most ``size`` rules each,
+    names unique, none ending in "/" or outside the parent, none the caller may not use (except a name alone)."""
+    names = sorted(names)
+    rules = {n: {n + "/x": None} for n in names}
+
+    def usable(name: str) -> bool:
+        return name not in banned
+
+    out = share(names, rules.__getitem__, size, usable, 1)
+    assert sorted(m for _, members in out for m in members) == names
+    assert len({name for name, _ in out}) == len(out)
+    for name, members in out:
+        assert all(m.startswith(name) for m in members), (name, members)
+        if members != [name]:
+            assert len(members) <= size and not name.endswith("/") and len(name) > 1 and usable(name), (name, members)
+
+
+def test_rules_share_prefix_locations_and_with_jit_static_ones_too():
+    rules = [Rule(f"/d{i}/<int:id>", endpoint=f"d{i}") for i in range(1, 40, 2)]
+    rules += [Rule(f"/s{i}", endpoint=f"s{i}", methods=["GET"]) for i in range(0, 40, 2)]
+    rules += [Rule("/a.b/./c", endpoint="dots")]
+    compiled = compiled_for(Map(rules))
+    fast = FastPath(parent="/", handler="proxy_pass http://a;")
+    plain = render(compiled, "x", fast=fast)
+    jit = render(compiled, "x", fast=dataclasses.replace(fast, jit=True))
+    # without JIT: at most GROUP (8) rules per prefix location, each static rule its exact location (and the rule
+    # with a dot segment, which no raw target reaches as it is, its exact location with the $uri test)
+    assert plain.fast == "fast path: 41 rules in 3 prefix and 21 exact locations inside location /"
+    assert 'location ^~ "/d1" {' in plain.gate and 'location = "/s38" {' in plain.gate
+    # the rules' common leading literals written once, letters followed by the same as one class
+    assert 'if ($request !~ "^[^ ]+ /d1(?:/[0-9]+|[13579]/[0-9]+) HTTP/")' in plain.gate
+    # with JIT: up to GROUP_JIT (32) rules per location, the static ones written out in the regexes
+    assert jit.fast == "fast path: 41 rules in 2 prefix and 1 exact locations inside location /"
+    assert 'if ($request !~ "^GET /s(?:[0468]|[13][02468]|2(?:|[02468])) HTTP/")' in jit.gate
+    assert 'location = "/s38"' not in jit.gate and 'location = "/a.b/./c" {' in jit.gate
+    assert jit.maps == plain.maps

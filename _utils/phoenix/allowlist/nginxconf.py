@@ -137,6 +137,9 @@ class Inspection:
     upstream: str | None = None
     #: ``satisfy any`` appears somewhere in the configuration (file:line), or ""
     satisfy_any: str = ""
+    #: ``pcre_jit on`` in the main context: NGINX JIT-compiles every regex, so the fast path puts many rules in
+    #: one location's regex (``fastpath.render_locations``)
+    pcre_jit: bool = False
 
     def problems(self) -> list[str]:
         """Why the allowlist would not protect the app (empty when it does), one short sentence each."""
@@ -280,6 +283,8 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
     main = payload["config"][0]
     everything = list(walk(main["parsed"], main["file"], ()))
     for d, file, ctx in everything:
+        if d["directive"] == "pcre_jit" and ctx == ():
+            result.pcre_jit = d.get("args") == ["on"]
         if d["directive"] == "satisfy" and d.get("args") == ["any"] and not result.satisfy_any:
             result.satisfy_any = f"{file}:{d['line']}"
         if d["directive"] == "upstream" and ctx == ("http",):

@@ -266,14 +266,13 @@ def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath
         def console(p: Pattern) -> bool:  # most rules are not under a console's segment: no list made for them
             return _under_console(p, heads) and _matches_console([p], compiled)
 
-        nested, count, prefixes, dyn, direct = render_locations(compiled, fast, app_id(name), status, quote,
-                                                        console, strict_paths,
-                                                        bool(intercept_errors))
+        nested, count, prefixes, exacts, direct = render_locations(compiled, fast, app_id(name), status, quote,
+                                                                   console, strict_paths, bool(intercept_errors))
         if count:
-            kinds = [f"{n} {kind}" for n, kind in ((prefixes, "prefix"), (count - dyn, "exact"), (direct, "regex")) if n]
+            kinds = [f"{n} {kind}" for n, kind in ((prefixes, "prefix"), (exacts, "exact"), (direct, "regex")) if n]
             summary = (f"fast path: {count} rule{'s' if count != 1 else ''} in "
                        f"{', '.join(kinds[:-1]) + ' and ' if len(kinds) > 1 else ''}{kinds[-1]} location"
-                       f"{'s' if prefixes + count - dyn + direct != 1 else ''} inside location {fast.parent}")
+                       f"{'s' if prefixes + exacts + direct != 1 else ''} inside location {fast.parent}")
             gate += ["", f"# {summary}; requests with a query string or another method ask the maps", *nested]
     return "\n".join(gate) + "\n", summary
 
