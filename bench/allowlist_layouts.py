@@ -75,10 +75,12 @@ def http_block(root: Path, layout: str, port: int, gated: bool) -> str:
     return f"{maps}    server {{ listen 127.0.0.1:{port};\n        {body}\n    }}"
 
 
-def build(root: Path, app_dir: Path, app: str, layout: str) -> tuple[dict[str, float], str]:
-    """Write the allowlist for ``layout`` with the real pipeline; (timings, the state's fast-path summary)."""
+def build(root: Path, app_dir: Path, app: str, layout: str, jit: bool = False) -> tuple[dict[str, float], str]:
+    """Write the allowlist for ``layout`` (in a config with ``pcre_jit`` on or off: the fast path's shape
+    follows it) with the real pipeline; (timings, the state's fast-path summary)."""
     (root / "conf.d").mkdir(parents=True, exist_ok=True)
-    ngx = Nginx(root, http_block(root, layout, free_port(), gated=True), master=False)
+    ngx = Nginx(root, http_block(root, layout, free_port(), gated=True), main_extra=f"pcre_jit {'on' if jit else 'off'};",
+                master=False)
     p = manage.plan(str(root / "conf.d" / "app.allowlist.conf"), app=app, cwd=str(app_dir), config=str(ngx.conf))
     manage.apply(p)
     return p.timings, p.rendered.fast or f"no fast path: {p.fast_off}"
@@ -207,6 +209,83 @@ def nginx_t(ngx: Nginx, times: int = 3) -> float:
     return statistics.median(spent)
 
 
+def produced(tmpdir: Path, app_dir: Path, app: str, n: int, layout: str, jit: bool, path: str) -> tuple[Path, str]:
+    """Build the allowlist 3 times, print what producing it took and what it costs NGINX; (built, summary)."""
+    built = tmpdir / f"n{n}" / layout / f"built{int(jit)}"
+    runs = [build(built, app_dir, app, layout, jit) for _ in range(3)]
+    fast = runs[0][1]
+    t = {k: statistics.median(r[0].get(k, 0.0) for r in runs) for k in runs[0][0]}
+    rest = t["extract_process"] + t["compile_render_inspect"]
+    size = sum((built / "conf.d" / f).stat().st_size for f in FILES if (built / "conf.d" / f).exists())
+    side = {}
+    for gated in (False, True):
+        port = free_port()
+        ngx = measured(built, tmpdir / f"n{n}" / layout / f"m{int(gated)}{int(jit)}", layout, gated, port, jit)
+        ngx.start(port)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            _get(conn, path)
+            conn.close()
+            side[gated] = (rss_kib(ngx.proc.pid), nginx_t(ngx))
+        finally:
+            ngx.stop()
+    print(f"\n== {n} routes, layout {layout}, pcre_jit {'on' if jit else 'off'}: {fast}\n   include produced in app "
+          f"import {t['app_import']:.3f}s + rest {rest:.3f}s (extractor process {t['extract_process']:.3f}s, "
+          f"compile+render+inspect {t['compile_render_inspect']:.3f}s; CPU beyond the import "
+          f"{t.get('rest_cpu', 0):.3f}s); allowlist files {size / 1024:.0f} KiB; nginx -t {side[True][1]:.3f}s vs "
+          f"{side[False][1]:.3f}s; worker RSS {side[True][0] / 1024:.1f} vs {side[False][0] / 1024:.1f} MiB", flush=True)
+    return built, fast
+
+
+def measure(args: argparse.Namespace, tmpdir: Path, built: Path, n: int, layout: str, jit: bool, kind: str,
+            path: str, fast: str, callgrind: bool) -> dict:
+    """One row: CPU per request (alternating and paired) and instructions per request against the baseline."""
+    row: dict = {"n": n, "layout": layout, "jit": jit, "kind": kind, "fast": not fast.startswith("no ")}
+    if not args.no_wrk:
+        servers = {}
+        try:
+            for gated in (False, True):
+                servers[gated] = serving(built, tmpdir / f"n{n}" / layout / f"{int(gated)}{int(jit)}", layout, gated,
+                                         jit, path)
+            cpu = cpu_rounds(servers, path, args.rounds, args.seconds, args.connections)
+        finally:
+            for ngx, _ in servers.values():
+                ngx.stop()
+        ratios = cpu["cpu"]
+        if cpu.get("paired"):
+            row.update(paired=statistics.median(cpu["paired"]), paired_min=min(cpu["paired"]),
+                       paired_max=max(cpu["paired"]))
+        row.update(cpu=statistics.median(ratios), cpu_min=min(ratios), cpu_max=max(ratios),
+                   user=statistics.median(cpu["user"]),
+                   us=(statistics.median(cpu["gated_us"]), statistics.median(cpu["base_us"])),
+                   user_us=(statistics.median(cpu["gated_user_us"]), statistics.median(cpu["base_user_us"])))
+    if callgrind:  # a config of its own: a fresh port, a fresh prefix
+        for gated, key in ((False, "base_instr"), (True, "instr")):
+            for attempt in range(3):  # a shared machine: another process may take the port
+                port = free_port()
+                ngx = measured(built, tmpdir / f"n{n}" / layout / f"cg{int(gated)}{int(jit)}{attempt}", layout, gated,
+                               port, jit)
+                try:
+                    row[key] = instructions(ngx, port, path, args.requests)
+                    break
+                except RuntimeError as exc:
+                    print(f"   (callgrind attempt {attempt + 1}: {exc}; again on another port)")
+            else:
+                raise RuntimeError(f"callgrind failed 3 times for {layout}")
+    line = f"   pcre_jit {'on ' if jit else 'off'} {kind} {path}:"
+    if "cpu" in row:
+        line += (f" CPU/request x{row['cpu']:.3f} (rounds {row['cpu_min']:.3f}-{row['cpu_max']:.3f}; "
+                 f"{row['us'][0]:.2f} vs {row['us'][1]:.2f} us), user CPU x{row['user']:.3f} "
+                 f"({row['user_us'][0]:.2f} vs {row['user_us'][1]:.2f} us)")
+    if "paired" in row:
+        line += f"; paired CPU/request x{row['paired']:.3f} (rounds {row['paired_min']:.3f}-{row['paired_max']:.3f})"
+    if "instr" in row:
+        line += (f"; instructions/request {row['instr']:.0f} vs {row['base_instr']:.0f} "
+                 f"(+{row['instr'] - row['base_instr']:.0f}, x{row['instr'] / row['base_instr']:.3f})")
+    print(line, flush=True)
+    return row
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1000,5000")
@@ -220,7 +299,7 @@ def main() -> int:
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--no-wrk", action="store_true")
     args = ap.parse_args()
-    callgrind = not args.no_callgrind and shutil.which("valgrind")
+    callgrind = bool(not args.no_callgrind and shutil.which("valgrind"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="phoenix-layouts-") as tmp:
         tmpdir = Path(tmp)
@@ -233,78 +312,10 @@ def main() -> int:
             every = {"dynamic": last_dynamic(n), "static": f"/s{n - 1 if (n - 1) % 2 == 0 else n - 2}"}
             targets = [(kind, every[kind]) for kind in args.routes.split(",")]
             for layout in args.layouts.split(","):
-                built = tmpdir / f"n{n}" / layout / "built"
-                runs = [build(built, app_dir, app, layout) for _ in range(3)]
-                fast = runs[0][1]
-                t = {k: statistics.median(r[0].get(k, 0.0) for r in runs) for k in runs[0][0]}
-                rest = t["extract_process"] + t["compile_render_inspect"]
-                size = sum((built / "conf.d" / f).stat().st_size for f in FILES if (built / "conf.d" / f).exists())
-                side = {}
-                for gated in (False, True):
-                    port = free_port()
-                    ngx = measured(built, tmpdir / f"n{n}" / layout / f"m{int(gated)}", layout, gated, port, False)
-                    ngx.start(port)
-                    try:
-                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                        _get(conn, targets[0][1])
-                        conn.close()
-                        side[gated] = (rss_kib(ngx.proc.pid), nginx_t(ngx))
-                    finally:
-                        ngx.stop()
-                print(f"\n== {n} routes, layout {layout}: {fast}\n   include produced in app import "
-                      f"{t['app_import']:.3f}s + rest {rest:.3f}s (extractor process {t['extract_process']:.3f}s, "
-                      f"compile+render+inspect {t['compile_render_inspect']:.3f}s; CPU beyond the import "
-                      f"{t.get('rest_cpu', 0):.3f}s); allowlist files {size / 1024:.0f} KiB; "
-                      f"nginx -t {side[True][1]:.3f}s vs {side[False][1]:.3f}s; worker RSS {side[True][0] / 1024:.1f} "
-                      f"vs {side[False][0] / 1024:.1f} MiB", flush=True)
-                for jit in (j == "on" for j in args.jit.split(",")):
-                    for kind, path in targets:
-                        row = {"n": n, "layout": layout, "jit": jit, "kind": kind, "fast": not fast.startswith("no ")}
-                        if not args.no_wrk:
-                            servers = {}
-                            try:
-                                for gated in (False, True):
-                                    servers[gated] = serving(built, tmpdir / f"n{n}" / layout / f"{int(gated)}{int(jit)}",
-                                                             layout, gated, jit, path)
-                                cpu = cpu_rounds(servers, path, args.rounds, args.seconds, args.connections)
-                            finally:
-                                for ngx, _ in servers.values():
-                                    ngx.stop()
-                            ratios = cpu["cpu"]
-                            if cpu.get("paired"):
-                                row.update(paired=statistics.median(cpu["paired"]), paired_min=min(cpu["paired"]),
-                                           paired_max=max(cpu["paired"]))
-                            row.update(cpu=statistics.median(ratios), cpu_min=min(ratios), cpu_max=max(ratios),
-                                       user=statistics.median(cpu["user"]),
-                                       us=(statistics.median(cpu["gated_us"]), statistics.median(cpu["base_us"])),
-                                       user_us=(statistics.median(cpu["gated_user_us"]),
-                                                statistics.median(cpu["base_user_us"])))
-                        if callgrind:  # a config of its own: a fresh port, a fresh prefix
-                            for gated, key in ((False, "base_instr"), (True, "instr")):
-                                for attempt in range(3):  # a shared machine: another process may take the port
-                                    port = free_port()
-                                    ngx = measured(built, tmpdir / f"n{n}" / layout / f"cg{int(gated)}{int(jit)}{attempt}",
-                                                   layout, gated, port, jit)
-                                    try:
-                                        row[key] = instructions(ngx, port, path, args.requests)
-                                        break
-                                    except RuntimeError as exc:
-                                        print(f"   (callgrind attempt {attempt + 1}: {exc}; again on another port)")
-                                else:
-                                    raise RuntimeError(f"callgrind failed 3 times for {layout}")
-                        rows.append(row)
-                        line = f"   pcre_jit {'on ' if jit else 'off'} {kind} {path}:"
-                        if "cpu" in row:
-                            line += (f" CPU/request x{row['cpu']:.3f} (rounds {row['cpu_min']:.3f}-"
-                                     f"{row['cpu_max']:.3f}; {row['us'][0]:.2f} vs {row['us'][1]:.2f} us), user CPU "
-                                     f"x{row['user']:.3f} ({row['user_us'][0]:.2f} vs {row['user_us'][1]:.2f} us)")
-                        if "paired" in row:
-                            line += (f"; paired CPU/request x{row['paired']:.3f} (rounds {row['paired_min']:.3f}-"
-                                     f"{row['paired_max']:.3f})")
-                        if "instr" in row:
-                            line += (f"; instructions/request {row['instr']:.0f} vs {row['base_instr']:.0f} "
-                                     f"(+{row['instr'] - row['base_instr']:.0f}, x{row['instr'] / row['base_instr']:.3f})")
-                        print(line, flush=True)
+                for jit in (j == "on" for j in args.jit.split(",")):  # the fast path's shape follows pcre_jit
+                    built, fast = produced(tmpdir, app_dir, app, n, layout, jit, targets[0][1])
+                    rows += [measure(args, tmpdir, built, n, layout, jit, kind, path, fast, callgrind)
+                             for kind, path in targets]
     print("\n| routes | layout | route | fast path | pcre_jit | CPU/request (median, rounds) | paired CPU/request "
           "| user CPU/request | instructions/request |")
     print("|---|---|---|---|---|---|---|---|---|")
