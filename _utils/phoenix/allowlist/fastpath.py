@@ -304,8 +304,8 @@ def _method_regex(methods: set[str] | None) -> str:
 #: 3 configuration blocks, about 21 KB of every worker's memory, and a node of the tree NGINX searches for every
 #: request; its rules are one regex. PCRE's interpreter pays for each alternative it tries, so without JIT few
 #: rules share a location and static rules keep an exact location each; JIT-compiled, an alternation is cheap
-#: and a location's memory is not (5,000 routes: 17 instead of 139 MiB per worker, -0.4K instructions per
-#: request and 1.02-1.03 instead of 1.06 times the CPU; bench/README.md)
+#: and a location's memory is not (5,000 routes with JIT: 23 instead of 139 MiB per worker, -0.5K instructions
+#: per request and 1.01-1.035 instead of 1.04-1.07 times the CPU; bench/README.md)
 GROUP = 8
 GROUP_JIT = 32
 #: a literal atom at the start of a raw regex: a character PCRE reads as itself, an escaped punctuation
@@ -334,7 +334,7 @@ def factored(alternatives: list[str]) -> str:
     codes: dict[str, str] = {}  # a multi-character atom -> the character that stands for it
     entries: list[tuple[str, str]] = []
     for alternative in alternatives:
-        if _sequence(alternative) != alternative or alternative > _PRIVATE:
+        if _sequence(alternative) != alternative or max(alternative, default="") >= _PRIVATE:
             entries.append(("", alternative))  # a "|" of its own at the top (or a private character): whole
             continue
         head = _HEAD.match(alternative).group()

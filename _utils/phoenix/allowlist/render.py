@@ -30,7 +30,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .fastpath import FastPath, render_locations
+from .fastpath import GROUP, GROUP_JIT, FastPath, render_locations
 from .dialect import literal
 from .rules import Compiled, Pattern, _ascii_lower, hash_key_fits
 
@@ -273,7 +273,10 @@ def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath
             summary = (f"fast path: {count} rule{'s' if count != 1 else ''} in "
                        f"{', '.join(kinds[:-1]) + ' and ' if len(kinds) > 1 else ''}{kinds[-1]} location"
                        f"{'s' if prefixes + exacts + direct != 1 else ''} inside location {fast.parent}")
-            gate += ["", f"# {summary}; requests with a query string or another method ask the maps", *nested]
+            shared = (f"pcre_jit on: up to {GROUP_JIT} rules share a location, static ones too" if fast.jit else
+                      f"pcre_jit off: up to {GROUP} dynamic rules share a location (with pcre_jit on, {GROUP_JIT})")
+            gate += ["", f"# {summary}; requests with a query string or another method ask the maps", f"# {shared}",
+                     *nested]
     return "\n".join(gate) + "\n", summary
 
 
