@@ -5,9 +5,11 @@ app's, ``if`` blocks and ``set`` around the gate, ``limit_except``, ``proxy_pass
 upstreams echo the URI they get), and several locations reaching the app: through one gate file, where the
 gate alone decides, and each through its own copy of the gate, with a fast path each. The fast path is chosen by
 ``fastpath.choose`` on the layout's real config (crossplane), so what is tested is what the state
-would render. One NGINX runs each layout twice: the gate alone and the gate with its fast path. Every
-request must get the same status and body from both (the fast path's handler answers "fast", the
-user's "app"), and the gate alone must agree with Werkzeug wherever the request reached the app.
+would render. One NGINX (with ``pcre_jit on``) runs each layout three times: the gate alone, the gate with
+its fast path, and with the fast path as rendered for a ``pcre_jit on`` configuration (more rules per shared
+location, static ones in their regexes). Every request must get the same status and body from all three (the
+fast path's handler answers "fast", the user's "app"), and the gate alone must agree with Werkzeug wherever
+the request reached the app.
 """
 
 from __future__ import annotations
