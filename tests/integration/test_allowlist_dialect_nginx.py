@@ -18,7 +18,6 @@ from werkzeug.routing import BaseConverter, Map, Rule
 
 from phoenix.allowlist.dialect import translate
 from phoenix.allowlist.errors import RuleError
-from phoenix.allowlist.render import render
 from tests.support.decide import Decider
 from tests.support.regexes import byte_subjects, converter_regexes, subjects
 from tests.support.routing import compiled_for, werkzeug_allows
@@ -33,7 +32,7 @@ def decider(tmp_path_factory):
 
 def _rendered(decider: Decider, url_map: Map) -> dict:
     compiled = compiled_for(url_map)
-    return {"gate": render(compiled, "dialect"), "fast": render(compiled, "dialect", fast=decider.fast())}
+    return decider.render(compiled, "dialect")
 
 
 def _app(regexes: list[str]) -> tuple[Map, list[int]]:

@@ -38,12 +38,13 @@ class Decider:
 
     def answers(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]],
                 location_extra: str = "") -> dict[str, list[tuple[int, bytes]]]:
-        """(status, body) per request and server; fails on any [alert] or [emerg] in NGINX's error log."""
+        """(status, body) per request and server (``rendered``: what :meth:`render` makes); fails on any [alert]
+        or [emerg] in NGINX's error log."""
         root = self.root
         (root / "maps.conf").write_text(rendered["gate"].maps)
         (root / "gate.conf").write_text(rendered["gate"].gate)
         (root / "fast.conf").write_text(rendered["fast"].gate)
-        (root / "jit.conf").write_text(rendered.get("jit", rendered["fast"]).gate)
+        (root / "jit.conf").write_text(rendered["jit"].gate)
         (root / "error.log").write_text("")
         app = f"proxy_pass http://127.0.0.1:{self.app_port};"
         http = (f"include {root}/maps.conf;\n"

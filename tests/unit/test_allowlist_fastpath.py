@@ -224,7 +224,7 @@ def test_a_factored_alternation_matches_what_the_alternation_matched(alternative
     for subject in [*subjects, *(a.replace("\\", "") for a in alts)]:
         raw = subject.encode()
         assert bool(whole.fullmatch(raw)) == bool(plain.fullmatch(raw)), (alts, factored(alts), subject)
-    # never longer than the share of a token each rule is counted for (share: its length + 12)
+    # never longer than the share of a token each rule is counted for (fastpath._cost: its length + 12)
     assert len(factored(alts)) <= sum(len(a) + 8 for a in alts)
 
 

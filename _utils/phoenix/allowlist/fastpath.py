@@ -81,7 +81,7 @@ import re._parser as _sre  # noqa: PLC2701
 import string
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import crossplane
 
@@ -319,7 +319,7 @@ _PRIVATE = "\ue000"
 _CLASS_ESCAPE = {"-": "\\-", "]": "\\]", "^": "\\^"}
 #: a static path that one of the request line's regexes may hold written out: NGINX's ``$uri`` of a raw target
 #: that is this path is the path itself (no %-escape, no dot segment, no ``//``)
-_GROUPABLE = re.compile(r"(?!.*//)(?!.*/\.\.?(?:/|\Z))/[A-Za-z0-9._~/-]*\Z")
+_GROUPABLE = re.compile(r"(?!.*//)(?!.*/\.\.?(?:/|\Z))" + _LITERAL.pattern + r"\Z")
 
 
 def factored(alternatives: list[str]) -> str:
@@ -375,6 +375,12 @@ def _tree(entries: list[tuple[str, str]]) -> str:
     return common + (parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")")
 
 
+def _cost(raw: str) -> int:
+    """What a rule adds to a location's request-line token once quoted (``render.quote`` doubles backslashes):
+    the regex, its method and the separators."""
+    return len(raw) + raw.count("\\") + 12
+
+
 def share(names: list[str], rules: Callable[[str], dict[str, Any]], size: int,
           usable: Callable[[str], bool], floor: int) -> list[tuple[str, list[str]]]:
     """Sorted location names -> (the location that holds them, names), at most ``size`` rules (and what
@@ -390,11 +396,7 @@ def share(names: list[str], rules: Callable[[str], dict[str, Any]], size: int,
     out: list[tuple[str, list[str]]] = []
     used: set[str] = set()  # a name is given once: "/a/" and "/a" both make a location named /a
 
-    weights = {}
-    for n in names:
-        held = rules(n)
-        # what its rules add to the location's regex token once quoted (render.quote doubles backslashes)
-        weights[n] = (len(held), sum(len(raw) + raw.count("\\") + 12 for raw in held))
+    weights = {n: (len(rules(n)), sum(_cost(raw) for raw in rules(n))) for n in names}
 
     def load(items: list[str]) -> tuple[int, int]:
         return (sum(weights[n][0] for n in items), sum(weights[n][1] for n in items))
@@ -450,12 +452,12 @@ def request_line(rules: dict[str, set[str] | None]) -> tuple[str, int]:
     """
     if len(rules) == 1:  # the common case, thousands of times
         ((raw, methods),) = rules.items()
-        if len(raw) + 12 <= MAX_TOKEN:
+        if _cost(raw) <= MAX_TOKEN:
             return "^" + _method_regex(methods) + " " + _sequence(raw) + _PROTOCOL, 1
     mains: dict[str, list[str]] = defaultdict(list)
     size = 0
     for raw, methods in rules.items():
-        size += len(raw) + 12
+        size += _cost(raw)
         if size > MAX_TOKEN:
             break
         mains[_method_regex(methods)].append(raw)
@@ -597,7 +599,7 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         return path.startswith(parent) and not (taken and any(path.startswith(t) for t in taken)) and \
             (not uri_target or _uri_kept(path[len(parent):]))
 
-    def add(store: dict[str, set[str] | None], key: str, methods: tuple[str, ...] | None) -> None:
+    def add(store: dict[str, set[str] | None], key: str, methods: Iterable[str] | None) -> None:
         """A location's methods: the union of its rules' (None: any method)."""
         known = store.get(key, set())
         store[key] = None if methods is None or known is None else known | set(methods)
@@ -684,7 +686,7 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
     statics = {path for path in exact if fast.jit and _GROUPABLE.match(path)}
     for path in exact:
         if path in statics:
-            add(groups[path], literal(path), tuple(exact[path]) if exact[path] is not None else None)
+            add(groups[path], literal(path), exact[path])
         else:
             exact_location(path)
 
