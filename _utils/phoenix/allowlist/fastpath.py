@@ -71,6 +71,7 @@ the same result, only slower.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import itertools
@@ -395,48 +396,62 @@ def share(names: list[str], rules: Callable[[str], dict[str, Any]], size: int,
     """
     out: list[tuple[str, list[str]]] = []
     used: set[str] = set()  # a name is given once: "/a/" and "/a" both make a location named /a
+    # the names' rules and costs summed from the first name on: a run of names weighs two subtractions
+    counts, costs = [0], [0]
+    for n in names:
+        held = rules(n)
+        counts.append(counts[-1] + len(held))
+        costs.append(costs[-1] + sum(_cost(raw) for raw in held))
 
-    weights = {n: (len(rules(n)), sum(_cost(raw) for raw in rules(n))) for n in names}
+    def fits(lo: int, hi: int, extra: tuple[int, int] = (0, 0)) -> bool:
+        return counts[hi] - counts[lo] + extra[0] <= size and costs[hi] - costs[lo] + extra[1] <= MAX_TOKEN
 
-    def load(items: list[str]) -> tuple[int, int]:
-        return (sum(weights[n][0] for n in items), sum(weights[n][1] for n in items))
+    def runs(lo: int, hi: int, at: int) -> list[tuple[int, int]]:
+        """names[lo:hi] (sorted, alike up to ``at``) in runs by their next character, found by bisection."""
+        out_: list[tuple[int, int]] = []
+        if len(names[lo]) == at:  # the common prefix itself sorts first
+            out_.append((lo, lo + 1))
+            lo += 1
+        while lo < hi:
+            stop = bisect.bisect_left(names, names[lo][:at] + chr(ord(names[lo][at]) + 1), lo, hi)
+            out_.append((lo, stop))
+            lo = stop
+        return out_
 
-    def fits(load_: tuple[int, int]) -> bool:
-        return load_[0] <= size and load_[1] <= MAX_TOKEN
-
-    def split(items: list[str]) -> None:
-        if len(items) == 1:
-            out.append((items[0], items))
+    def split(lo: int, hi: int) -> None:
+        if hi - lo == 1:
+            out.append((names[lo], names[lo:hi]))
             return
-        common = os.path.commonprefix([items[0], items[-1]])
+        common = os.path.commonprefix([names[lo], names[hi - 1]])
         name = common.rstrip("/")
         ok = len(name) > floor and name not in used and usable(name)
-        if ok and fits(load(items)):
+        if ok and fits(lo, hi):
             used.add(name)
-            out.append((name, items))
+            out.append((name, names[lo:hi]))
             return
-        at = len(common)  # buckets by the character after the common prefix (sorted names: each is a run)
-        buckets = [list(run) for _, run in itertools.groupby(items, key=lambda item: item[at:at + 1])]
+        buckets = runs(lo, hi, len(common))
         if not ok:
             for bucket in buckets:
-                split(bucket)
+                split(*bucket)
             return
         used.add(name)  # before the buckets get theirs
         # the name's own rules are in its location whatever they weigh; the smallest buckets join them
-        rest = next((b for b in buckets if b[0] == name), [])
-        held = load(rest)
-        for weight, bucket in sorted(((load(b), b) for b in buckets if b[0] != name), key=lambda wb: (wb[0], wb[1][0])):
-            if fits((held[0] + weight[0], held[1] + weight[1])):
-                rest = rest + bucket
+        rest = [b for b in buckets if names[b[0]] == name]
+        held = (0, 0) if not rest else (counts[rest[0][1]] - counts[rest[0][0]], costs[rest[0][1]] - costs[rest[0][0]])
+        weighed = sorted(((counts[b] - counts[a], costs[b] - costs[a]), names[a], (a, b)) for a, b in buckets
+                         if names[a] != name)
+        for weight, _, (a, b) in weighed:
+            if fits(a, b, held):
+                rest.append((a, b))
                 held = (held[0] + weight[0], held[1] + weight[1])
             else:
-                split(bucket)
+                split(a, b)
         if rest:
-            rest.sort()
-            out.append((rest[0] if len(rest) == 1 else name, rest))
+            members = [n for a, b in sorted(rest) for n in names[a:b]]
+            out.append((members[0] if len(members) == 1 else name, members))
 
     if names:
-        split(names)
+        split(0, len(names))
     return out
 
 
