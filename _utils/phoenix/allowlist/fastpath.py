@@ -74,7 +74,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
-import itertools
 import os
 import re
 import re._constants as _sc  # noqa: PLC2701 - the parser is the only exact way to read a regex
@@ -349,31 +348,40 @@ def factored(alternatives: list[str]) -> str:
             head, rest = head[:-1], head[-1:] + rest
         entries.append((head, rest))
     entries.sort()
-    text = _tree(entries)
+    text = _tree(entries, 0, len(entries), 0)
     return text.translate({ord(c): atom for atom, c in codes.items()}) if codes else text
 
 
-def _tree(entries: list[tuple[str, str]]) -> str:
-    """Sorted (head, rest) pairs -> their alternation, the common head written once."""
-    if len(entries) == 1:
-        head, rest = entries[0]
-        return head + _sequence(rest)
-    common = os.path.commonprefix([entries[0][0], entries[-1][0]])
-    at = len(common)
+def _tree(entries: list[tuple[str, str]], lo: int, hi: int, off: int) -> str:
+    """Sorted (head, rest) pairs ``entries[lo:hi]``, alike in their heads up to ``off`` -> the alternation of
+    what follows, the common head written once (read in place: no list or string is cut for a level)."""
+    first = entries[lo][0]
+    if hi - lo == 1:
+        return first[off:] + _sequence(entries[lo][1])
+    last = entries[hi - 1][0]
+    at, end = off, min(len(first), len(last))
+    while at < end and first[at] == last[at]:
+        at += 1
     parts: list[str] = []
     after: dict[str, list[str]] = {}  # what follows each next character -> those characters
-    for char, run in itertools.groupby(entries, key=lambda e: e[0][at:at + 1]):
-        if not char:  # heads that end here (they sort first)
-            parts += [_sequence(rest) for _, rest in run]
-            continue
-        items = [(head[at + 1:], rest) for head, rest in run]
-        text = items[0][0] + _sequence(items[0][1]) if len(items) == 1 else _tree(items)
+    i = lo
+    while i < hi and len(entries[i][0]) == at:  # heads that end here (they sort first)
+        parts.append(_sequence(entries[i][1]))
+        i += 1
+    while i < hi:
+        head = entries[i][0]
+        char = head[at]
+        j = i + 1
+        while j < hi and entries[j][0][at] == char:
+            j += 1
+        text = head[at + 1:] + _sequence(entries[i][1]) if j - i == 1 else _tree(entries, i, j, at + 1)
         after.setdefault(text, []).append(char)
+        i = j
     for rest, chars in after.items():
         # characters followed by the same: one class (/d[13579]/[0-9]+), which PCRE's interpreter tests at once
         parts.append((chars[0] if len(chars) == 1 else "[" + "".join(_CLASS_ESCAPE.get(c, c) for c in chars) + "]")
                      + rest)
-    return common + (parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")")
+    return first[off:at] + (parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")")
 
 
 def _cost(raw: str) -> int:
