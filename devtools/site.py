@@ -52,9 +52,14 @@ def make_site(root: Path, app_port: int) -> Site:
                 gate=root / "conf.d" / "app.allowlist.gate")
 
 
-def request(port: int, method: str, path: str) -> tuple[int, bool, bytes]:
-    """(status, reached the app, body) for one raw request line sent to 127.0.0.1:port."""
+def request(port: int, method: str, path: str, version: str = "HTTP/1.1") -> tuple[int, bool, bytes]:
+    """(status, reached the app, body) for one raw request line sent to 127.0.0.1:port (``version``: its protocol,
+    HTTP/1.1 or HTTP/1.0)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    if version == "HTTP/1.0":  # http.client speaks 1.1; its request line says what these say
+        conn._http_vsn, conn._http_vsn_str = 10, "HTTP/1.0"
+    elif version != "HTTP/1.1":
+        raise ValueError(f"version {version!r}: HTTP/1.1 or HTTP/1.0")
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         conn.putheader("Host", "site.test")

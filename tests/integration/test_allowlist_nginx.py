@@ -217,6 +217,27 @@ def test_the_fast_path_answers_and_falls_back(decision_nginx):
     assert decision_nginx.fast_hits - before == 5
 
 
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+def test_exact_locations_answer_every_protocol_as_the_gate(decision_nginx, version):
+    """An exact location compares the request line with its HTTP/1.1 form (no server speaks HTTP/2: "fast") or
+    with ``$server_protocol`` ("jit", where the lone static rules keep exact locations): HTTP/1.0 requests get the
+    gate's answers from both, and from the first through the maps."""
+    url_map = build([("/about", ("GET",), True), ("/docs/", ("GET",), True), ("/form", ("POST",), True),
+                     ("/users/<int:id>", ("GET",), True)])
+    compiled = compiled_for(url_map)
+    rendered = decision_nginx.render(compiled, "proto")
+    for kind, protocol in (("fast", "HTTP/1.1"), ("jit", "$server_protocol")):
+        gate = rendered[kind].gate
+        assert f'if ($request != "GET /about {protocol}")' in gate and f'"POST /form {protocol}")' in gate, gate
+    requests = [("GET", "/about"), ("HEAD", "/about"), ("GET", "/about?x=1"), ("POST", "/about"), ("GET", "/docs/"),
+                ("GET", "/docs"), ("POST", "/form"), ("GET", "/form"), ("GET", "/About"), ("GET", "/users/5"),
+                ("GET", "/nope")]
+    decided = decision_nginx.decides(rendered, requests, version=version)
+    expected = [werkzeug_allows(url_map, m, p.partition("?")[0]) for m, p in requests]
+    assert expected == [True, True, True, False, True, True, True, False, False, True, False]
+    assert decided["gate"] == expected and decided["fast"] == expected and decided["jit"] == expected
+
+
 def raw_variants(path: str) -> list[str]:
     """Raw targets around an allowed ``path`` that NGINX decodes, normalises or cuts: its ``$uri`` is not them."""
     head, _, last = path.rpartition("/")
@@ -336,7 +357,7 @@ def test_rules_that_share_a_location_answer_as_the_gate(decision_nginx):
         # there too): the tests' regexes read alike in Python (the raw regexes are in the dialects' shared subset)
         gate = rendered[kind].gate
         lines = [re.compile(rx.replace("\\\\", "\\")) for rx in re.findall(r'if \(\$request !~ "([^"]+)"\)', gate)]
-        exact = set(re.findall(r'if \(\$request != "GET (\S+) \$server_protocol"\)', gate))
+        exact = set(re.findall(r'if \(\$request != "GET (\S+) (?:\$server_protocol|HTTP/1\.1)"\)', gate))
         for path in allowed:
             assert path in exact or any(rx.match(f"GET {path} HTTP/1.1") for rx in lines), (kind, path)
 

@@ -2,7 +2,9 @@
 
 The fast path is rendered twice, as for a configuration without and with ``pcre_jit on`` (``FastPath.jit``:
 with JIT more rules share a location, static ones too); this NGINX runs with JIT, and every request must get
-the same status and body from both.
+the same status and body from both. The first is also that of a configuration in which no server speaks HTTP/2
+(``FastPath.http1``: exact locations compare the request line with its HTTP/1.1 form written out), the second
+that of one in which a server does (the protocol is read from ``$server_protocol``).
 
 Both servers pass to an upstream (another server of the same NGINX), as a real app location does:
 NGINX treats ``*_pass`` locations specially (a prefix ending in "/" answers the path without it with
@@ -27,19 +29,21 @@ class Decider:
         self.app_port, self.fast_app_port = free_port(), free_port()
         self.fast_hits = 0
 
-    def fast(self, jit: bool = False) -> FastPath:
+    def fast(self, jit: bool = False, http1: bool = False) -> FastPath:
         """The fast path as the real app location gets it: a proxy_pass."""
-        return FastPath(parent="/", handler=f"proxy_pass http://127.0.0.1:{self.fast_app_port};", jit=jit)
+        return FastPath(parent="/", handler=f"proxy_pass http://127.0.0.1:{self.fast_app_port};", jit=jit,
+                        http1=http1)
 
     def render(self, compiled: Compiled, name: str, **kwargs) -> dict[str, Rendered]:
         """The gate alone, with the fast path, and with the fast path of a ``pcre_jit on`` configuration."""
-        return {"gate": render(compiled, name, **kwargs), "fast": render(compiled, name, fast=self.fast(), **kwargs),
+        return {"gate": render(compiled, name, **kwargs),
+                "fast": render(compiled, name, fast=self.fast(http1=True), **kwargs),
                 "jit": render(compiled, name, fast=self.fast(jit=True), **kwargs)}
 
     def answers(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]],
-                location_extra: str = "") -> dict[str, list[tuple[int, bytes]]]:
-        """(status, body) per request and server (``rendered``: what :meth:`render` makes); fails on any [alert]
-        or [emerg] in NGINX's error log."""
+                location_extra: str = "", version: str = "HTTP/1.1") -> dict[str, list[tuple[int, bytes]]]:
+        """(status, body) per request and server (``rendered``: what :meth:`render` makes), each request sent with
+        the protocol ``version``; fails on any [alert] or [emerg] in NGINX's error log."""
         root = self.root
         (root / "maps.conf").write_text(rendered["gate"].maps)
         (root / "gate.conf").write_text(rendered["gate"].gate)
@@ -64,7 +68,7 @@ class Decider:
             out: dict[str, list[tuple[int, bytes]]] = {"gate": [], "fast": [], "jit": []}
             for method, path in requests:
                 for kind, port in self.ports.items():
-                    status, _, body = request(port, method, path)
+                    status, _, body = request(port, method, path, version)
                     out[kind].append((status, body))
                     if kind == "fast" and body == b"fast\n":
                         self.fast_hits += 1
@@ -79,10 +83,11 @@ class Decider:
         assert same[0] == same[1], [(r, f, j) for r, f, j in zip(requests, out["fast"], out["jit"]) if f != j]
         return out
 
-    def decides(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]]) -> dict[str, list[bool]]:
+    def decides(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]],
+                version: str = "HTTP/1.1") -> dict[str, list[bool]]:
         """Allowed (200) or refused (404) per request and server; any other status fails."""
         out = {}
-        for kind, answers in self.answers(rendered, requests).items():
+        for kind, answers in self.answers(rendered, requests, version=version).items():
             for status, body in answers:
                 assert status in (200, 404), (kind, status, body)
             out[kind] = [status == 200 for status, _ in answers]

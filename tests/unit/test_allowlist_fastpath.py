@@ -35,7 +35,7 @@ def _inspect(tmp_path: Path, server: str, location: str = "/", body: str = APP):
 def test_a_plain_proxy_location_gets_the_fast_path(tmp_path):
     fast, why = choose(_inspect(tmp_path, "location {location} {{ {gate} proxy_set_header X-A b; {body} }}"))
     assert why == ""
-    assert fast == FastPath(parent="/", handler="proxy_pass http://127.0.0.1:5000;")
+    assert fast == FastPath(parent="/", handler="proxy_pass http://127.0.0.1:5000;", http1=True)  # no HTTP/2 server
 
 
 @pytest.mark.parametrize("server,body,reason", [
@@ -207,6 +207,30 @@ def test_pcre_jit_is_read_from_the_main_context(tmp_path, main, jit):
                       f"  location / {{ include {gate}; {APP} }} }} }}\n")
     fast, _ = choose(inspect(str(config), str(maps), str(gate)))
     assert fast is not None and fast.jit is jit
+
+
+@pytest.mark.parametrize("where, http1", [
+    ("", True),
+    ("listen 127.0.0.1:8443 ssl http2;", False),  # listen options are the socket's: every server on it speaks h2
+    ("listen 127.0.0.1:8443 quic reuseport;", False),
+    ("http2 on;", False),
+    ("http3 on;", False),
+    ("http2 off;", True),
+])
+def test_http2_anywhere_keeps_the_protocol_of_exact_locations_read_from_nginx(tmp_path, where, http1):
+    """Where no server speaks HTTP/2 or 3, an exact location's request line ends with HTTP/1.1 written out."""
+    maps, gate = tmp_path / "app.conf", tmp_path / "app.gate"
+    maps.write_text("")
+    gate.write_text("")
+    config = tmp_path / "nginx.conf"
+    config.write_text(f"events {{}}\nhttp {{ include {maps};\n server {{ listen 127.0.0.1:8080;\n"
+                      f"  location / {{ include {gate}; {APP} }} }}\n server {{ {where} return 200; }} }}\n")
+    fast, _ = choose(inspect(str(config), str(maps), str(gate)))
+    assert fast is not None and fast.http1 is http1
+    url_map = Map([Rule("/about", endpoint="a", methods=["GET"]), Rule("/users/<int:id>", endpoint="u")])
+    gate_text = render(compiled_for(url_map), "app", fast=fast).gate
+    line = 'if ($request != "GET /about HTTP/1.1")' if http1 else 'if ($request != "GET /about $server_protocol")'
+    assert line in gate_text and gate_text.count("if ($request != ") == 1
 
 
 _PIECES = st.sampled_from(["/", "a", "b", "d", "1", "\\.", "\\xc3\\xa9"])

@@ -140,6 +140,11 @@ class Inspection:
     #: ``pcre_jit on`` in the main context: NGINX JIT-compiles every regex, so the fast path puts many rules in
     #: one location's regex (``fastpath.render_locations``)
     pcre_jit: bool = False
+    #: where a server may speak HTTP/2 or HTTP/3 (file:line of the first ``listen ... http2``/``quic`` or ``http2 on``/
+    #: ``http3 on``), or "": without, the fast path's exact locations compare the request line with its HTTP/1.1 form
+    #: written out (``fastpath.FastPath.http1``). The whole configuration counts: listen options are the socket's,
+    #: so ``http2`` on one server's ``listen`` is every server's on that address.
+    http2: str = ""
 
     def problems(self) -> list[str]:
         """Why the allowlist would not protect the app (empty when it does), one short sentence each."""
@@ -285,6 +290,9 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
     for d, file, ctx in everything:
         if d["directive"] == "pcre_jit" and ctx == ():
             result.pcre_jit = d.get("args") == ["on"]
+        if not result.http2 and ((d["directive"] == "listen" and {"http2", "quic"} & set(d.get("args", [])))
+                                 or (d["directive"] in ("http2", "http3") and d.get("args") == ["on"])):
+            result.http2 = f"{file}:{d['line']}"
         if d["directive"] == "satisfy" and d.get("args") == ["any"] and not result.satisfy_any:
             result.satisfy_any = f"{file}:{d['line']}"
         if d["directive"] == "upstream" and ctx == ("http",):
