@@ -385,6 +385,28 @@ def test_strict_paths_refuse_what_the_app_would_route_differently(decision_nginx
     assert decided == {"gate": expected, "fast": expected, "jit": expected}
 
 
+def test_with_merge_slashes_off_the_maps_test_every_raw_path(decision_nginx):
+    """Where NGINX merges slashes (its default), a raw path equal to ``$uri`` holds no ``//`` and the maps take it
+    as it is (``render._SAME_TAIL``). With ``merge_slashes off`` both may hold one, so the state renders the maps
+    that test every raw path (``merge_slashes=False``): the app, which merges slashes itself, would get another
+    path than the one NGINX decided on."""
+    url_map = build([("/files/<path:p>", ("GET",), True), ("/users/<int:id>", ("GET",), True), ("/about", ("GET",), True)])
+    compiled = compiled_for(url_map)
+    requests = [("GET", "/files/a//b"), ("GET", "/files/a/b"), ("GET", "/files/a//b?x=1"), ("GET", "/users/5"),
+                ("GET", "/users/5?x=1"), ("GET", "/about?x=1"), ("GET", "//about?x=1"), ("GET", "/files//a?x=1")]
+    expected = [False, True, False, True, True, True, False, False]
+    off = "merge_slashes off;"
+    exact = decision_nginx.decides(decision_nginx.render(compiled, "slashes", merge_slashes=False), requests,
+                                   server_extra=off)
+    assert exact == {"gate": expected, "fast": expected, "jit": expected}
+    # the maps for merged slashes would let the raw // through to the app there: what the state's reading prevents
+    merged = decision_nginx.decides(decision_nginx.render(compiled, "slashes"), requests, server_extra=off)
+    assert merged["gate"][0] and merged["gate"][2] and not any(merged["gate"][i] != expected[i] for i in (1, 3, 4, 5))
+    # and where NGINX merges them, those maps answer as the app routes
+    assert decision_nginx.decides(decision_nginx.render(compiled, "slashes"), requests)["gate"] == \
+        [False, True, False, True, True, True, False, False]
+
+
 RAW_PIECES = ["a", "b", "1", "12", ".", "..", "", "%2e", "%2E.", "%2f", "%2F", "%61", "x%20y", "é", ".a", "a.."]
 
 

@@ -36,14 +36,17 @@ class Decider:
 
     def render(self, compiled: Compiled, name: str, **kwargs) -> dict[str, Rendered]:
         """The gate alone, with the fast path, and with the fast path of a ``pcre_jit on`` configuration."""
+        kwargs.setdefault("merge_slashes", True)  # as the state renders for NGINX's default (merge_slashes on)
         return {"gate": render(compiled, name, **kwargs),
                 "fast": render(compiled, name, fast=self.fast(http1=True), **kwargs),
                 "jit": render(compiled, name, fast=self.fast(jit=True), **kwargs)}
 
     def answers(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]],
-                location_extra: str = "", version: str = "HTTP/1.1") -> dict[str, list[tuple[int, bytes]]]:
+                location_extra: str = "", version: str = "HTTP/1.1",
+                server_extra: str = "") -> dict[str, list[tuple[int, bytes]]]:
         """(status, body) per request and server (``rendered``: what :meth:`render` makes), each request sent with
-        the protocol ``version``; fails on any [alert] or [emerg] in NGINX's error log."""
+        the protocol ``version``, ``server_extra`` in each deciding server; fails on any [alert] or [emerg] in
+        NGINX's error log."""
         root = self.root
         (root / "maps.conf").write_text(rendered["gate"].maps)
         (root / "gate.conf").write_text(rendered["gate"].gate)
@@ -52,11 +55,11 @@ class Decider:
         (root / "error.log").write_text("")
         app = f"proxy_pass http://127.0.0.1:{self.app_port};"
         http = (f"include {root}/maps.conf;\n"
-                f"server {{ listen 127.0.0.1:{self.ports['gate']};\n"
+                f"server {{ listen 127.0.0.1:{self.ports['gate']}; {server_extra}\n"
                 f"  location / {{ include {root}/gate.conf; {location_extra} {app} }}\n}}\n"
-                f"server {{ listen 127.0.0.1:{self.ports['fast']};\n"
+                f"server {{ listen 127.0.0.1:{self.ports['fast']}; {server_extra}\n"
                 f"  location / {{ include {root}/fast.conf; {location_extra} {app} }}\n}}\n"
-                f"server {{ listen 127.0.0.1:{self.ports['jit']};\n"
+                f"server {{ listen 127.0.0.1:{self.ports['jit']}; {server_extra}\n"
                 f"  location / {{ include {root}/jit.conf; {location_extra} {app} }}\n}}\n"
                 f"server {{ listen 127.0.0.1:{self.app_port}; return 200 \"app\\n\"; }}\n"
                 f"server {{ listen 127.0.0.1:{self.fast_app_port}; return 200 \"fast\\n\"; }}\n")
@@ -84,10 +87,10 @@ class Decider:
         return out
 
     def decides(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]],
-                version: str = "HTTP/1.1") -> dict[str, list[bool]]:
+                version: str = "HTTP/1.1", server_extra: str = "") -> dict[str, list[bool]]:
         """Allowed (200) or refused (404) per request and server; any other status fails."""
         out = {}
-        for kind, answers in self.answers(rendered, requests, version=version).items():
+        for kind, answers in self.answers(rendered, requests, version=version, server_extra=server_extra).items():
             for status, body in answers:
                 assert status in (200, 404), (kind, status, body)
             out[kind] = [status == 200 for status, _ in answers]

@@ -193,7 +193,7 @@ def plan(
         used = {d for loc in inspection.locations for d, _, _ in loc.own if d in PASS_DIRECTIVES}
         intercept = tuple(sorted(used)) or ("proxy_pass",)
     rendered = render(compiled, name, status=status, header=header, fast=fast, strict_paths=strict_paths,
-                      intercept_errors=intercept)
+                      intercept_errors=intercept, merge_slashes=not inspection.merge_slashes_off)
     copies: dict[str, tuple[str, str, str]] = {}
     for path in inspection.location_gates:
         copy_fast, copy_off = chosen.get(path, (None, off))

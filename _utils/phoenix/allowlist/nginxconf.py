@@ -145,6 +145,9 @@ class Inspection:
     #: written out (``fastpath.FastPath.http1``). The whole configuration counts: listen options are the socket's,
     #: so ``http2`` on one server's ``listen`` is every server's on that address.
     http2: str = ""
+    #: where ``merge_slashes off`` is (file:line), or "": then ``$uri`` may hold ``//`` as the raw path does, and the
+    #: maps test every raw path itself (``render.render(merge_slashes=False)``)
+    merge_slashes_off: str = ""
 
     def problems(self) -> list[str]:
         """Why the allowlist would not protect the app (empty when it does), one short sentence each."""
@@ -293,6 +296,8 @@ def inspect(config: str, maps_path: str, gate_path: str, upstream: str | None = 
         if not result.http2 and ((d["directive"] == "listen" and {"http2", "quic"} & set(d.get("args", [])))
                                  or (d["directive"] in ("http2", "http3") and d.get("args") == ["on"])):
             result.http2 = f"{file}:{d['line']}"
+        if d["directive"] == "merge_slashes" and d.get("args") == ["off"] and not result.merge_slashes_off:
+            result.merge_slashes_off = f"{file}:{d['line']}"
         if d["directive"] == "satisfy" and d.get("args") == ["any"] and not result.satisfy_any:
             result.satisfy_any = f"{file}:{d['line']}"
         if d["directive"] == "upstream" and ctx == ("http",):

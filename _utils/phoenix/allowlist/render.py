@@ -13,8 +13,10 @@ Every regex that allows also reads ``$args`` (after the last space of its subjec
 a raw space into the query) and refuses Werkzeug's ``__debugger__`` argument in any encoding, so
 the debugger check costs no map of its own. With strict paths (the default) they read the raw
 ``$request_uri`` there instead, and also refuse a raw path that the app would route differently from
-``$uri`` (``%2F``, ``%2E``, dot segments, ``//``, ``#``): again no map of its own. Regexes never capture except the one that reads the
-first segment, and every regex is anchored. A hash hit on a static key is re-checked for upper-case
+``$uri`` (``%2F``, ``%2E``, dot segments, ``//``, ``#``): again no map of its own. A raw path equal to the ``$uri``
+the rules matched is clean where NGINX merges slashes (``_SAME_TAIL``): one comparison instead of the test. Regexes
+capture only the first segment (named) and, strict, what the rules matched (``\1``: NGINX's ``$1`` is not the user's
+after the maps, which the state checks, ``nginxconf``), and every regex is anchored. A hash hit on a static key is re-checked for upper-case
 letters, because NGINX map hashes ignore case while Werkzeug does not. The gate is
 ``if ($phoenix_<app>_allow = 0) { return 404; }``.
 
@@ -48,7 +50,14 @@ _ARGS_TAIL = r" (?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*\z"
 #: its query is then the same as ``$args``, without __debugger__. One possessive iteration per "/" or
 #: "%" and a possessive run of the characters between, so a clean path costs little per segment.
 _CLEAN_PATH = r"(?:(?:/(?!/|\.\.?(?:/|\?|\z))|%(?!2[eEfF]))[^/%#? ]*+)*+"
-_RAW_TAIL = r" " + _CLEAN_PATH + r"(?:\?(?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*)?\z"
+_QUERY = r"(?:\?(?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*)?\z"
+_RAW_TAIL = r" " + _CLEAN_PATH + _QUERY
+#: the same, when NGINX merges slashes (``merge_slashes``, on by default): a raw path that *is* the ``$uri`` the
+#: rule matched (``\1``, the group around the rules) is clean, and comparing it costs PCRE's interpreter a
+#: fraction of the clean-path test (-1.4K instructions per request; bench/README.md). NGINX decodes every
+#: %-escape, resolves dot segments and merges ``//`` into ``$uri``, and cuts it at ``#``, so a raw path equal to it
+#: holds none of them; only with ``merge_slashes off`` may both hold ``//``, and there this tail is not used.
+_SAME_TAIL = r" (?:\1|" + _CLEAN_PATH + ")" + _QUERY
 #: the subject of every regex map that decides on method, path and query (and, strict, the raw path)
 _SUBJECT = "$request_method $uri $args"
 _STRICT_SUBJECT = "$request_method $uri $request_uri"
@@ -94,13 +103,16 @@ def _methods_regex(methods: tuple[str, ...] | None) -> str:
 
 
 def _alternations(patterns: list[Pattern], tail: str = _ARGS_TAIL) -> list[str]:
-    """Fold a node's regex patterns into as few anchored regexes as fit in one NGINX token."""
+    """Fold a node's regex patterns into as few anchored regexes as fit in one NGINX token.
+
+    Their group is the regex's first (``\\1``): ``_SAME_TAIL`` compares the raw path with what it matched. The
+    rules' own groups never capture (``dialect``), and nothing before it does."""
     by_methods: dict[tuple[str, ...] | None, list[Pattern]] = defaultdict(list)
     for p in patterns:
         by_methods[p.methods].append(p)
     out: list[str] = []
     for methods, group in by_methods.items():
-        head = "^" + _methods_regex(methods) + " (?:"
+        head = "^" + _methods_regex(methods) + (" (" if tail is _SAME_TAIL else " (?:")
         chunk: list[str] = []
         base = len(head) + len(tail) + len("~)")
         size = base
@@ -136,19 +148,23 @@ def _matches_console(patterns: list[Pattern], compiled: Compiled) -> bool:
 
 def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
            fast: FastPath | None = None, strict_paths: bool = True,
-           intercept_errors: tuple[str, ...] = ()) -> Rendered:
+           intercept_errors: tuple[str, ...] = (), merge_slashes: bool = False) -> Rendered:
     """Render the maps file and the gate for the app called ``name`` (with the fast path if given).
 
     ``strict_paths`` refuses requests whose raw path the app would route differently from the
     normalised ``$uri`` NGINX decided on (see ``_RAW_TAIL``). ``intercept_errors`` names the
     ``*_pass`` directives of the app's locations whose 500 answers NGINX replaces with its own error
-    page (see :func:`intercept_lines`); empty: the app's 500s pass through.
+    page (see :func:`intercept_lines`); empty: the app's 500s pass through. ``merge_slashes=True``: no server of
+    the configuration has ``merge_slashes off`` (``Inspection.merge_slashes_off``, read by ``manage.plan``), so a raw
+    path equal to ``$uri`` holds no ``//`` and needs no test of its own (``_SAME_TAIL``); the default tests each
+    raw path, right for any configuration.
     """
     aid = app_id(name)
     v = f"$phoenix_{aid}"
     allow = f"{v}_allow"
     # strict paths read the raw target instead of $args, in the same regexes: no map of their own
-    tail, subject, query = (_RAW_TAIL, _STRICT_SUBJECT, "$request_uri") if strict_paths else (_ARGS_TAIL, _SUBJECT, "$args")
+    tail, subject, query = (_SAME_TAIL if merge_slashes else _RAW_TAIL, _STRICT_SUBJECT, "$request_uri") \
+        if strict_paths else (_ARGS_TAIL, _SUBJECT, "$args")
     lines: list[str] = [
         f"# Phoenix allowlist for {name} (generated by nginx_whitelist; edits are overwritten).",
         *(f"# {line}" for line in header.splitlines()),
@@ -193,7 +209,8 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
         console = "|".join(literal(c) for c in compiled.console_paths)
         block("$uri", f"{v}_console", [(quote(f"~^(?:{console})\\z"), "0")], f"{v}_dynf",
               "the debugger console, compared exactly as the debugger does; other cases go on as a miss")
-    block(f"$uri {query}", f"{v}_case", [(quote("~^[^A-Z]*" + tail), "1")], f"{v}_dynf",
+    block(f"$uri {query}", f"{v}_case", [(quote(("~^([^A-Z]*)" if tail is _SAME_TAIL else "~^[^A-Z]*") + tail), "1")],
+          f"{v}_dynf",
           "the hash ignores case, Werkzeug does not: upper-case variants (and __debugger__) go on to the regexes")
     # 2. dynamic rules: a hash on the first path segment picks a *shape class*. Segments whose rules
     # have the same remainders (e.g. /users/<int:id> and /posts/<int:id>) share one map and one small
