@@ -24,6 +24,15 @@ def bare_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module")
+def demo_app(repo: Path):
+    """``tests/apps/demo_app.py`` served on loopback (a real Flask app), once for a test module."""
+    from devtools.flaskapp import FlaskApp
+
+    with FlaskApp("demo_app:app", repo / "tests" / "apps") as served:
+        yield served
+
+
 @pytest.fixture(scope="session")
 def installed(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv with ``pip install .`` (no extras) of a clean copy of the checkout.

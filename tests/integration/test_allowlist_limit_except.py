@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from devtools.flaskapp import FlaskApp
 from devtools.nginx import Nginx, free_port
 from devtools.site import request
 from phoenix.allowlist import manage
@@ -18,12 +17,6 @@ from phoenix.allowlist import manage
 pytestmark = pytest.mark.nginx
 
 APP = "demo_app:app"
-
-
-@pytest.fixture(scope="module")
-def app(repo):
-    with FlaskApp(APP, repo / "tests" / "apps") as served:
-        yield served
 
 
 def _site(root, app_port: int, limit: str, satisfy: str = "") -> tuple[Nginx, int]:
@@ -37,29 +30,29 @@ def _site(root, app_port: int, limit: str, satisfy: str = "") -> tuple[Nginx, in
     return Nginx(root, http), port
 
 
-def _managed(ngx: Nginx, root, repo, app, **kwargs):
+def _managed(ngx: Nginx, root, repo, demo_app, **kwargs):
     return manage.managed(str(root / "conf.d" / "app.allowlist.conf"), app=APP, cwd=str(repo / "tests" / "apps"),
-                          config=str(ngx.conf), upstream=f"127.0.0.1:{app.port}", **kwargs)
+                          config=str(ngx.conf), upstream=f"127.0.0.1:{demo_app.port}", **kwargs)
 
 
 @pytest.mark.parametrize("limit, satisfy", [("allow 127.0.0.1; deny all;", ""),
                                             ("auth_basic off;", ""),
                                             ("deny all;", "satisfy any; allow 127.0.0.0/8;")])
-def test_a_limit_except_that_lets_methods_through_is_refused(app, repo, tmp_path, limit, satisfy):
-    ngx, port = _site(tmp_path, app.port, limit, satisfy)
-    ret = _managed(ngx, tmp_path, repo, app)
+def test_a_limit_except_that_lets_methods_through_is_refused(demo_app, repo, tmp_path, limit, satisfy):
+    ngx, port = _site(tmp_path, demo_app.port, limit, satisfy)
+    ret = _managed(ngx, tmp_path, repo, demo_app)
     assert ret["result"] is False
     assert "limit_except GET" in ret["comment"] and "deny all;' alone" in ret["comment"], ret["comment"]
     assert not (tmp_path / "conf.d" / "app.allowlist.gate").exists()
-    test = _managed(ngx, tmp_path, repo, app, test=True)  # test mode warns with the same reason
+    test = _managed(ngx, tmp_path, repo, demo_app, test=True)  # test mode warns with the same reason
     assert test["result"] is None and "limit_except GET" in test["comment"], test["comment"]
 
 
-def test_what_the_refusal_prevents(app, repo, tmp_path):
+def test_what_the_refusal_prevents(demo_app, repo, tmp_path):
     """The files written anyway (test mode's plan, installed by hand): a POST reaches the console unchecked."""
-    ngx, port = _site(tmp_path, app.port, "allow 127.0.0.1; deny all;")
+    ngx, port = _site(tmp_path, demo_app.port, "allow 127.0.0.1; deny all;")
     p = manage.plan(str(tmp_path / "conf.d" / "app.allowlist.conf"), app=APP, cwd=str(repo / "tests" / "apps"),
-                    config=str(ngx.conf), upstream=f"127.0.0.1:{app.port}", strict=False)
+                    config=str(ngx.conf), upstream=f"127.0.0.1:{demo_app.port}", strict=False)
     assert p.problems and "limit_except" in p.problems[0]
     for path, text in p.files.items():
         with open(path, "w") as fh:
@@ -72,9 +65,9 @@ def test_what_the_refusal_prevents(app, repo, tmp_path):
         ngx.stop()
 
 
-def test_deny_all_alone_is_accepted_and_nothing_unknown_reaches_the_app(app, repo, tmp_path):
-    ngx, port = _site(tmp_path, app.port, "deny all;")
-    ret = _managed(ngx, tmp_path, repo, app)
+def test_deny_all_alone_is_accepted_and_nothing_unknown_reaches_the_app(demo_app, repo, tmp_path):
+    ngx, port = _site(tmp_path, demo_app.port, "deny all;")
+    ret = _managed(ngx, tmp_path, repo, demo_app)
     assert ret["result"] is True, ret["comment"]
     ngx.start(port)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from devtools.flaskapp import FlaskApp
 from devtools.nginx import Nginx, free_port
 from devtools.site import request
 from phoenix.allowlist import manage
@@ -20,22 +19,16 @@ pytestmark = pytest.mark.nginx
 APP = "demo_app:app"
 
 
-@pytest.fixture(scope="module")
-def app(repo):
-    with FlaskApp(APP, repo / "tests" / "apps") as served:
-        yield served
-
-
 @pytest.mark.parametrize("merge", ["", "merge_slashes off;", "merge_slashes on;"])
-def test_the_state_reads_merge_slashes(app, repo, tmp_path, merge):
+def test_the_state_reads_merge_slashes(demo_app, repo, tmp_path, merge):
     port = free_port()
     (tmp_path / "conf.d").mkdir()
     ngx = Nginx(tmp_path, f"    include {tmp_path}/conf.d/app.allowlist.conf;\n"
                           f"    server {{ listen 127.0.0.1:{port}; {merge}\n"
                           f"        location / {{ include {tmp_path}/conf.d/app.allowlist.gate;\n"
-                          f"            proxy_pass http://127.0.0.1:{app.port}; }}\n    }}")
+                          f"            proxy_pass http://127.0.0.1:{demo_app.port}; }}\n    }}")
     ret = manage.managed(str(tmp_path / "conf.d" / "app.allowlist.conf"), app=APP, cwd=str(repo / "tests" / "apps"),
-                         config=str(ngx.conf), upstream=f"127.0.0.1:{app.port}")
+                         config=str(ngx.conf), upstream=f"127.0.0.1:{demo_app.port}")
     assert ret["result"] is True, ret["comment"]
     maps = (tmp_path / "conf.d" / "app.allowlist.conf").read_text()
     if merge != "merge_slashes off;":  # the raw path compared with $uri

@@ -197,15 +197,21 @@ def test_several_locations_get_a_fast_path_each_through_their_own_copy_of_the_ga
         _inspect(tmp_path, server)
 
 
-@pytest.mark.parametrize("main,jit", [("pcre_jit on;", True), ("pcre_jit off;", False), ("", False)])
-def test_pcre_jit_is_read_from_the_main_context(tmp_path, main, jit):
+def _chosen(tmp_path: Path, main: str = "", server: str = "") -> FastPath | None:
+    """The fast path for ``location / { include gate; proxy_pass ...; }``, ``main`` in the main context and another
+    server holding ``server``."""
     maps, gate = tmp_path / "app.conf", tmp_path / "app.gate"
     maps.write_text("")
     gate.write_text("")
     config = tmp_path / "nginx.conf"
     config.write_text(f"{main}\nevents {{}}\nhttp {{ include {maps};\n server {{ listen 127.0.0.1:8080;\n"
-                      f"  location / {{ include {gate}; {APP} }} }} }}\n")
-    fast, _ = choose(inspect(str(config), str(maps), str(gate)))
+                      f"  location / {{ include {gate}; {APP} }} }}\n server {{ {server} return 200; }} }}\n")
+    return choose(inspect(str(config), str(maps), str(gate)))[0]
+
+
+@pytest.mark.parametrize("main,jit", [("pcre_jit on;", True), ("pcre_jit off;", False), ("", False)])
+def test_pcre_jit_is_read_from_the_main_context(tmp_path, main, jit):
+    fast = _chosen(tmp_path, main=main)
     assert fast is not None and fast.jit is jit
 
 
@@ -219,13 +225,7 @@ def test_pcre_jit_is_read_from_the_main_context(tmp_path, main, jit):
 ])
 def test_http2_anywhere_keeps_the_protocol_of_exact_locations_read_from_nginx(tmp_path, where, http1):
     """Where no server speaks HTTP/2 or 3, an exact location's request line ends with HTTP/1.1 written out."""
-    maps, gate = tmp_path / "app.conf", tmp_path / "app.gate"
-    maps.write_text("")
-    gate.write_text("")
-    config = tmp_path / "nginx.conf"
-    config.write_text(f"events {{}}\nhttp {{ include {maps};\n server {{ listen 127.0.0.1:8080;\n"
-                      f"  location / {{ include {gate}; {APP} }} }}\n server {{ {where} return 200; }} }}\n")
-    fast, _ = choose(inspect(str(config), str(maps), str(gate)))
+    fast = _chosen(tmp_path, server=where)
     assert fast is not None and fast.http1 is http1
     url_map = Map([Rule("/about", endpoint="a", methods=["GET"]), Rule("/users/<int:id>", endpoint="u")])
     gate_text = render(compiled_for(url_map), "app", fast=fast).gate
