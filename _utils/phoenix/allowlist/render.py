@@ -14,10 +14,10 @@ a raw space into the query) and refuses Werkzeug's ``__debugger__`` argument in 
 the debugger check costs no map of its own. With strict paths (the default) they read the raw
 ``$request_uri`` there instead, and also refuse a raw path that the app would route differently from
 ``$uri`` (``%2F``, ``%2E``, dot segments, ``//``, ``#``): again no map of its own. A raw path equal to the ``$uri``
-the rules matched is clean where NGINX merges slashes (``_SAME_TAIL``): one comparison instead of the test. Regexes
-capture only the first segment (named) and, strict, what the rules matched (``\1``: NGINX's ``$1`` is not the user's
-after the maps, which the state checks, ``nginxconf``), and every regex is anchored. A hash hit on a static key is re-checked for upper-case
-letters, because NGINX map hashes ignore case while Werkzeug does not. The gate is
+the dynamic rules matched is clean where NGINX merges slashes (``_SAME_TAIL``): one comparison instead of the test.
+Regexes capture only the first segment (named) and, strict, what the dynamic rules matched (``\1``: NGINX's ``$1``
+is not the user's after the maps, which the state checks, ``nginxconf``), and every regex is anchored. A hash hit on
+a static key is re-checked for upper-case letters, because NGINX map hashes ignore case while Werkzeug does not. The gate is
 ``if ($phoenix_<app>_allow = 0) { return 404; }``.
 
 When the configuration allows it, the gate file also holds the *fast path* (``fastpath.py``): nested
@@ -54,9 +54,11 @@ _QUERY = r"(?:\?(?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*)?\z"
 _RAW_TAIL = r" " + _CLEAN_PATH + _QUERY
 #: the same, when NGINX merges slashes (``merge_slashes``, on by default): a raw path that *is* the ``$uri`` the
 #: rule matched (``\1``, the group around the rules) is clean, and comparing it costs PCRE's interpreter a
-#: fraction of the clean-path test (-1.4K instructions per request; bench/README.md). NGINX decodes every
-#: %-escape, resolves dot segments and merges ``//`` into ``$uri``, and cuts it at ``#``, so a raw path equal to it
-#: holds none of them; only with ``merge_slashes off`` may both hold ``//``, and there this tail is not used.
+#: fraction of the clean-path test: -1.4K instructions per dynamic request the maps decide without JIT, -0.1K with
+#: it (bench/README.md). Used by the dynamic rules' regexes; the static rules' case check tests the raw path.
+#: NGINX decodes every %-escape, resolves dot segments and merges ``//`` into ``$uri``, and cuts it at ``#``, so a
+#: raw path equal to it holds none of them; only with ``merge_slashes off`` may both hold ``//``, and there this
+#: tail is not used.
 _SAME_TAIL = r" (?:\1|" + _CLEAN_PATH + ")" + _QUERY
 #: the subject of every regex map that decides on method, path and query (and, strict, the raw path)
 _SUBJECT = "$request_method $uri $args"
@@ -209,7 +211,9 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
         console = "|".join(literal(c) for c in compiled.console_paths)
         block("$uri", f"{v}_console", [(quote(f"~^(?:{console})\\z"), "0")], f"{v}_dynf",
               "the debugger console, compared exactly as the debugger does; other cases go on as a miss")
-    block(f"$uri {query}", f"{v}_case", [(quote(("~^([^A-Z]*)" if tail is _SAME_TAIL else "~^[^A-Z]*") + tail), "1")],
+    # (the raw path is tested itself here: compared with a group around [^A-Z]*, which PCRE backtracks through to
+    # the last space, it cost as much without JIT and +0.17K with it)
+    block(f"$uri {query}", f"{v}_case", [(quote("~^[^A-Z]*" + (_RAW_TAIL if tail is _SAME_TAIL else tail)), "1")],
           f"{v}_dynf",
           "the hash ignores case, Werkzeug does not: upper-case variants (and __debugger__) go on to the regexes")
     # 2. dynamic rules: a hash on the first path segment picks a *shape class*. Segments whose rules
