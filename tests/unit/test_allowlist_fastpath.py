@@ -231,6 +231,7 @@ def test_http2_anywhere_keeps_the_protocol_of_exact_locations_read_from_nginx(tm
     gate_text = render(compiled_for(url_map), "app", fast=fast).gate
     line = 'if ($request != "GET /about HTTP/1.1")' if http1 else 'if ($request != "GET /about $server_protocol")'
     assert line in gate_text and gate_text.count("if ($request != ") == 1
+    assert ("its HTTP/1.1 form: no server" in gate_text) is http1  # the gate's comment says which
 
 
 _PIECES = st.sampled_from(["/", "a", "b", "d", "1", "\\.", "\\xc3\\xa9"])

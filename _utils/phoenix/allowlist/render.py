@@ -296,8 +296,14 @@ def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath
                        f"{'s' if prefixes + exacts + direct != 1 else ''} inside location {fast.parent}")
             shared = (f"pcre_jit on: up to {GROUP_JIT} rules share a location, static ones too" if fast.jit else
                       f"pcre_jit off: up to {GROUP} dynamic rules share a location (with pcre_jit on, {GROUP_JIT})")
+            compared = exacts and any('if ($request != "' in block for block in nested)  # (stops at the first)
+            protocol = ([] if not compared else
+                        ["# exact locations compare the request line with its HTTP/1.1 form: no server of the "
+                         "configuration speaks HTTP/2 or HTTP/3 (HTTP/1.0 requests ask the maps)"] if fast.http1 else
+                        ["# exact locations compare the request line with $server_protocol: a server of the "
+                         "configuration may speak HTTP/2 or HTTP/3"])
             gate += ["", f"# {summary}; requests with a query string or another method ask the maps", f"# {shared}",
-                     *nested]
+                     *protocol, *nested]
     return "\n".join(gate) + "\n", summary
 
 
