@@ -163,8 +163,9 @@ def cpu_rounds(servers: dict[bool, tuple[Nginx, int]], path: str, rounds: int, s
     return out
 
 
-def instructions(ngx: Nginx, port: int, path: str, requests: int) -> float:
-    """User-space instructions per keep-alive request inside NGINX's event loop (callgrind)."""
+def instructions(ngx: Nginx, port: int, path: str, requests: int) -> tuple[float, float]:
+    """User-space instructions per keep-alive request inside NGINX's event loop (callgrind), and those of them in
+    glibc's malloc.c (``allocator``)."""
     out = ngx.prefix / "callgrind.out"
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                              "--toggle-collect=ngx_process_events_and_timers", *ngx.argv()],
@@ -192,7 +193,19 @@ def instructions(ngx: Nginx, port: int, path: str, requests: int) -> float:
     for line in out.read_text().splitlines():
         if line.startswith(("summary:", "totals:")):
             total = int(line.split()[1])
-    return total / requests
+    return total / requests, allocator(out) / requests
+
+
+def allocator(out: Path) -> int:
+    """Instructions in glibc's malloc.c of a callgrind profile (``callgrind_annotate``, 0 without it).
+
+    NGINX mallocs pools for every request, and what that costs depends on the heap the configuration leaves
+    behind (bench/README.md, session 9): the figure without it is the one that compares code with code.
+    """
+    if not shutil.which("callgrind_annotate"):
+        return 0
+    text = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True, check=False).stdout
+    return sum(int(m.group(1).replace(",", "")) for m in re.finditer(r"^\s*([\d,]+) \([^)]*\)\s+\S*malloc\.c:", text, re.M))
 
 
 def rss_kib(pid: int) -> int:
@@ -266,7 +279,7 @@ def measure(args: argparse.Namespace, tmpdir: Path, built: Path, n: int, layout:
                 ngx = measured(built, tmpdir / f"n{n}" / layout / f"cg{int(gated)}{int(jit)}{attempt}", layout, gated,
                                port, jit)
                 try:
-                    row[key] = instructions(ngx, port, path, args.requests)
+                    row[key], row[key + "_malloc"] = instructions(ngx, port, path, args.requests)
                     break
                 except RuntimeError as exc:
                     print(f"   (callgrind attempt {attempt + 1}: {exc}; again on another port)")
@@ -280,8 +293,11 @@ def measure(args: argparse.Namespace, tmpdir: Path, built: Path, n: int, layout:
     if "paired" in row:
         line += f"; paired CPU/request x{row['paired']:.3f} (rounds {row['paired_min']:.3f}-{row['paired_max']:.3f})"
     if "instr" in row:
+        row["own"] = row["instr"] - row["instr_malloc"] - row["base_instr"] + row["base_instr_malloc"]
         line += (f"; instructions/request {row['instr']:.0f} vs {row['base_instr']:.0f} "
-                 f"(+{row['instr'] - row['base_instr']:.0f}, x{row['instr'] / row['base_instr']:.3f})")
+                 f"(+{row['instr'] - row['base_instr']:.0f}, x{row['instr'] / row['base_instr']:.3f}; "
+                 f"without glibc's malloc.c {row['own']:+.0f}: {row['base_instr_malloc']:.0f} -> "
+                 f"{row['instr_malloc']:.0f})")
     print(line, flush=True)
     return row
 
@@ -317,16 +333,17 @@ def main() -> int:
                     rows += [measure(args, tmpdir, built, n, layout, jit, kind, path, fast, callgrind)
                              for kind, path in targets]
     print("\n| routes | layout | route | fast path | pcre_jit | CPU/request (median, rounds) | paired CPU/request "
-          "| user CPU/request | instructions/request |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| user CPU/request | instructions/request | without malloc.c |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cpu = f"x{r['cpu']:.3f} ({r['cpu_min']:.2f}-{r['cpu_max']:.2f})" if "cpu" in r else "-"
         user = f"x{r['user']:.3f} ({r['user_us'][0]:.2f} vs {r['user_us'][1]:.2f} us)" if "user" in r else "-"
         paired = f"x{r['paired']:.3f} ({r['paired_min']:.2f}-{r['paired_max']:.2f})" if "paired" in r else "-"
         ins = (f"{r['instr']:.0f} vs {r['base_instr']:.0f} (+{r['instr'] - r['base_instr']:.0f}, "
                f"x{r['instr'] / r['base_instr']:.3f})") if "instr" in r else "-"
+        own = f"{r['own']:+.0f}" if "own" in r else "-"
         print(f"| {r['n']:,} | {r['layout']} | {r['kind']} | {'yes' if r['fast'] else 'no'} | "
-              f"{'on' if r['jit'] else 'off'} | {cpu} | {paired} | {user} | {ins} |")
+              f"{'on' if r['jit'] else 'off'} | {cpu} | {paired} | {user} | {ins} | {own} |")
     return 0
 
 
