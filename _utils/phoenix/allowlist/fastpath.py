@@ -418,8 +418,11 @@ def share(names: list[str], rules: Callable[[str], dict[str, Any]], size: int,
         counts.append(counts[-1] + len(held))
         costs.append(costs[-1] + sum(_cost(raw) for raw in held))
 
-    def fits(lo: int, hi: int, extra: tuple[int, int] = (0, 0)) -> bool:
-        return counts[hi] - counts[lo] + extra[0] <= size and costs[hi] - costs[lo] + extra[1] <= MAX_TOKEN
+    def load(lo: int, hi: int) -> tuple[int, int]:  # names[lo:hi]: their rules, their share of a token
+        return counts[hi] - counts[lo], costs[hi] - costs[lo]
+
+    def fits(weight: tuple[int, int]) -> bool:
+        return weight[0] <= size and weight[1] <= MAX_TOKEN
 
     def runs(lo: int, hi: int, at: int) -> list[tuple[int, int]]:
         """names[lo:hi] (sorted, alike up to ``at``) in runs by their next character, found by bisection."""
@@ -440,7 +443,7 @@ def share(names: list[str], rules: Callable[[str], dict[str, Any]], size: int,
         common = os.path.commonprefix([names[lo], names[hi - 1]])
         name = common.rstrip("/")
         ok = len(name) > floor and name not in used and usable(name)
-        if ok and fits(lo, hi):
+        if ok and fits(load(lo, hi)):
             used.add(name)
             out.append((name, names[lo:hi]))
             return
@@ -452,13 +455,12 @@ def share(names: list[str], rules: Callable[[str], dict[str, Any]], size: int,
         used.add(name)  # before the buckets get theirs
         # the name's own rules are in its location whatever they weigh; the smallest buckets join them
         rest = [b for b in buckets if names[b[0]] == name]
-        held = (0, 0) if not rest else (counts[rest[0][1]] - counts[rest[0][0]], costs[rest[0][1]] - costs[rest[0][0]])
-        weighed = sorted(((counts[b] - counts[a], costs[b] - costs[a]), names[a], (a, b)) for a, b in buckets
-                         if names[a] != name)
-        for weight, _, (a, b) in weighed:
-            if fits(a, b, held):
+        held = load(*rest[0]) if rest else (0, 0)
+        for weight, _, (a, b) in sorted((load(a, b), names[a], (a, b)) for a, b in buckets if names[a] != name):
+            joined = (held[0] + weight[0], held[1] + weight[1])
+            if fits(joined):
                 rest.append((a, b))
-                held = (held[0] + weight[0], held[1] + weight[1])
+                held = joined
             else:
                 split(a, b)
         if rest:
@@ -608,8 +610,9 @@ def _python_may_match(guard: tuple[tuple[str, str], ...], path: str) -> bool:
 def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
                      quote: Callable[[str], str], console: Callable[[Pattern], bool],
                      strict_paths: bool = True, intercept: bool = False) -> tuple[list[str], int, int, int, int]:
-    """The nested locations (lines), with the number of rules they take, of prefix locations, of exact
-    locations and of regex locations nested in the parent itself.
+    """The nested locations (lines, after a comment on how exact locations compare the request line where one
+    does), with the number of rules they take, of prefix locations, of exact locations and of regex locations
+    nested in the parent itself.
 
     ``console(pattern)`` is true for patterns that could let a console path through: they stay with the maps.
     With ``strict_paths`` a request is taken here only when its raw target is its ``$uri`` (no query, no
@@ -744,6 +747,11 @@ def render_locations(compiled: Compiled, fast: FastPath, aid: str, status: int,
         prefixes += 1
     blocks.sort()  # (name, exact first): no two blocks have both the same
     lines = [line for _, _, block in blocks for line in block]
+    if any(written for _, _, written, _, _ in bodies):  # an exact location compares the request line: say how
+        lines.insert(0, "# exact locations compare the request line with its HTTP/1.1 form: no server of the "
+                        "configuration speaks HTTP/2 or HTTP/3 (HTTP/1.0 requests ask the maps)" if fast.http1 else
+                        "# exact locations compare the request line with $server_protocol: a server of the "
+                        "configuration may speak HTTP/2 or HTTP/3")
     for regex, methods in direct.items():
         lines += [f"location ~ {quote(anchored(regex))} {{", body(methods, "    "), "}"]
         count += 1
