@@ -115,9 +115,10 @@ def _ports(n: int) -> list[int]:
 
 def _answers(state, compiled, requests):
     root = state["root"]
-    plain = render(compiled, "prop")
-    (root / "maps.conf").write_text(plain.maps)
-    (root / "gate.conf").write_text(plain.gate)
+    # the maps file with the request-line map (which multi's gate without the fast path reads), and the gate of the
+    # map chain alone: what every layout must answer like
+    (root / "maps.conf").write_text(render(compiled, "prop").maps)
+    (root / "gate.conf").write_text(render_gate(compiled, "prop")[0])
     servers, ports = [], {}
     free = _ports(3 * len(state["fast"]) + 2)
     echo = {"app": free.pop(), "fast": free.pop()}

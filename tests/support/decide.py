@@ -1,5 +1,8 @@
 """One real NGINX that answers with the allowlist's decisions: the gate alone, and the gate with its fast path.
 
+The gate alone reads the request-line map (``linemap``: what a gate without the fast path reads), and the map chain
+alone answers beside it (``maps``): every request must get the same answer from both.
+
 The fast path is rendered twice, as for a configuration without and with ``pcre_jit on`` (``FastPath.jit``:
 with JIT more rules share a location, static ones too); this NGINX runs with JIT, and every request must get
 the same status and body from both. The first is also that of a configuration in which no server speaks HTTP/2
@@ -25,7 +28,7 @@ from phoenix.allowlist.rules import Compiled
 class Decider:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.ports = {"gate": free_port(), "fast": free_port(), "jit": free_port()}
+        self.ports = {"gate": free_port(), "maps": free_port(), "fast": free_port(), "jit": free_port()}
         self.app_port, self.fast_app_port = free_port(), free_port()
         self.fast_hits = 0
 
@@ -35,11 +38,13 @@ class Decider:
                         http1=http1)
 
     def render(self, compiled: Compiled, name: str, **kwargs) -> dict[str, Rendered]:
-        """The gate alone, with the fast path, and with the fast path of a ``pcre_jit on`` configuration."""
+        """The gate alone (with the request-line map), the map chain alone, with the fast path, and with the fast
+        path of a ``pcre_jit on`` configuration (one maps file for all: with the request-line map)."""
         kwargs.setdefault("merge_slashes", True)  # as the state renders for NGINX's default (merge_slashes on)
         return {"gate": render(compiled, name, **kwargs),
-                "fast": render(compiled, name, fast=self.fast(http1=True), **kwargs),
-                "jit": render(compiled, name, fast=self.fast(jit=True), **kwargs)}
+                "maps": render(compiled, name, line=False, **kwargs),
+                "fast": render(compiled, name, fast=self.fast(http1=True), line=True, **kwargs),
+                "jit": render(compiled, name, fast=self.fast(jit=True), line=True, **kwargs)}
 
     def answers(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]],
                 location_extra: str = "", version: str = "HTTP/1.1",
@@ -50,6 +55,7 @@ class Decider:
         root = self.root
         (root / "maps.conf").write_text(rendered["gate"].maps)
         (root / "gate.conf").write_text(rendered["gate"].gate)
+        (root / "chain.conf").write_text(rendered["maps"].gate)
         (root / "fast.conf").write_text(rendered["fast"].gate)
         (root / "jit.conf").write_text(rendered["jit"].gate)
         (root / "error.log").write_text("")
@@ -57,6 +63,8 @@ class Decider:
         http = (f"include {root}/maps.conf;\n"
                 f"server {{ listen 127.0.0.1:{self.ports['gate']}; {server_extra}\n"
                 f"  location / {{ include {root}/gate.conf; {location_extra} {app} }}\n}}\n"
+                f"server {{ listen 127.0.0.1:{self.ports['maps']}; {server_extra}\n"
+                f"  location / {{ include {root}/chain.conf; {location_extra} {app} }}\n}}\n"
                 f"server {{ listen 127.0.0.1:{self.ports['fast']}; {server_extra}\n"
                 f"  location / {{ include {root}/fast.conf; {location_extra} {app} }}\n}}\n"
                 f"server {{ listen 127.0.0.1:{self.ports['jit']}; {server_extra}\n"
@@ -68,7 +76,7 @@ class Decider:
         assert test.returncode == 0, test.stderr
         ngx.start(self.ports["gate"])
         try:
-            out: dict[str, list[tuple[int, bytes]]] = {"gate": [], "fast": [], "jit": []}
+            out: dict[str, list[tuple[int, bytes]]] = {kind: [] for kind in self.ports}
             for method, path in requests:
                 for kind, port in self.ports.items():
                     status, _, body = request(port, method, path, version)
@@ -84,6 +92,9 @@ class Decider:
         # ("fast"), and its locations differ: so "fast" and "app" are the same answer here
         same = [tuple((s, b"app\n" if b == b"fast\n" else b) for s, b in out[k]) for k in ("fast", "jit")]
         assert same[0] == same[1], [(r, f, j) for r, f, j in zip(requests, out["fast"], out["jit"]) if f != j]
+        # the request-line map only ever accepts what the chain accepts, and leaves the rest to it
+        chain = out.pop("maps")
+        assert out["gate"] == chain, [(r, g, m) for r, g, m in zip(requests, out["gate"], chain) if g != m]
         return out
 
     def decides(self, rendered: dict[str, Rendered], requests: list[tuple[str, str]],

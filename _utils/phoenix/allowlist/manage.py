@@ -192,14 +192,16 @@ def plan(
     if intercept_errors:
         used = {d for loc in inspection.locations for d, _, _ in loc.own if d in PASS_DIRECTIVES}
         intercept = tuple(sorted(used)) or ("proxy_pass",)
+    # a gate without the fast path (the gate's, or a per-location copy's) reads the request-line map (linemap)
+    line = fast is None or any(chosen.get(path, (None, off))[0] is None for path in inspection.location_gates)
     rendered = render(compiled, name, status=status, header=header, fast=fast, strict_paths=strict_paths,
-                      intercept_errors=intercept, merge_slashes=not inspection.merge_slashes_off)
+                      intercept_errors=intercept, merge_slashes=not inspection.merge_slashes_off, line=line)
     copies: dict[str, tuple[str, str, str]] = {}
     for path in inspection.location_gates:
         copy_fast, copy_off = chosen.get(path, (None, off))
         where = [loc.where() for loc in inspection.locations if loc.gate_file == path]
         text, summary = render_gate(compiled, name, status, copy_fast, strict_paths, intercept,
-                                    copy_for=", ".join(where) or "one location")
+                                    copy_for=", ".join(where) or "one location", line=line)
         copies[path] = (text, summary, copy_off)
     done = time.perf_counter()
     timings = {

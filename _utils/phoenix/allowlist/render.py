@@ -30,8 +30,10 @@ import functools
 import os
 import re
 from collections import defaultdict
+from typing import Callable
 from dataclasses import dataclass
 
+from . import linemap
 from .fastpath import GROUP, GROUP_JIT, FastPath, render_locations
 from .dialect import literal
 from .rules import Compiled, Pattern, _ascii_lower, hash_key_fits
@@ -50,7 +52,9 @@ _ARGS_TAIL = r" (?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*\z"
 #: its query is then the same as ``$args``, without __debugger__. One possessive iteration per "/" or
 #: "%" and a possessive run of the characters between, so a clean path costs little per segment.
 _CLEAN_PATH = r"(?:(?:/(?!/|\.\.?(?:/|\?|\z))|%(?!2[eEfF]))[^/%#? ]*+)*+"
-_QUERY = r"(?:\?(?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*)?\z"
+#: a raw query without __debugger__ (after the path of ``$request_uri``, or of the request line: ``linemap``)
+_QUERY_PART = r"(?:\?(?![^ ]*(?i:" + _DEBUGGER_KEY + r"))[^ ]*)?"
+_QUERY = _QUERY_PART + r"\z"
 _RAW_TAIL = r" " + _CLEAN_PATH + _QUERY
 #: the same, when NGINX merges slashes (``merge_slashes``, on by default): a raw path that *is* the ``$uri`` the
 #: rule matched (``\1``, the group around the rules) is clean, and comparing it costs PCRE's interpreter a
@@ -141,6 +145,16 @@ def _under_console(p: Pattern, heads: set[str]) -> bool:
     return not p.prefix or _ascii_lower(p.prefix[0]) in heads
 
 
+def console_check(compiled: Compiled) -> Callable[[Pattern], bool]:
+    """``check(pattern)``: could the pattern let a console path through? Such rules stay with the map chain."""
+    heads = _console_probes(compiled.console_paths)[1]
+
+    def check(p: Pattern) -> bool:  # most rules are not under a console's segment: no list made for them
+        return _under_console(p, heads) and _matches_console([p], compiled)
+
+    return check
+
+
 def _matches_console(patterns: list[Pattern], compiled: Compiled) -> bool:
     """Could one of ``patterns`` let a console path through (so that it must be refused first)?"""
     probes, heads = _console_probes(compiled.console_paths)
@@ -150,7 +164,7 @@ def _matches_console(patterns: list[Pattern], compiled: Compiled) -> bool:
 
 def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
            fast: FastPath | None = None, strict_paths: bool = True,
-           intercept_errors: tuple[str, ...] = (), merge_slashes: bool = False) -> Rendered:
+           intercept_errors: tuple[str, ...] = (), merge_slashes: bool = False, line: bool | None = None) -> Rendered:
     """Render the maps file and the gate for the app called ``name`` (with the fast path if given).
 
     ``strict_paths`` refuses requests whose raw path the app would route differently from the
@@ -159,8 +173,12 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     page (see :func:`intercept_lines`); empty: the app's 500s pass through. ``merge_slashes=True``: no server of
     the configuration has ``merge_slashes off`` (``Inspection.merge_slashes_off``, read by ``manage.plan``), so a raw
     path equal to ``$uri`` holds no ``//`` and needs no test of its own (``_SAME_TAIL``); the default tests each
-    raw path, right for any configuration.
+    raw path, right for any configuration. ``line``: the maps file holds the request-line map (``linemap``), which a
+    gate without the fast path reads (``$phoenix_<app>_line``, the same answers as ``..._allow``); by default when
+    this gate has no fast path (``manage.plan`` also asks for it when one of the gate's per-location copies has none).
     """
+    if line is None:
+        line = fast is None
     aid = app_id(name)
     v = f"$phoenix_{aid}"
     allow = f"{v}_allow"
@@ -264,17 +282,26 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
           f"{len(rest)} rules whose first segment is dynamic; everything else is refused")
     # the fast path's fallback (the same maps file whether it is used or not): non-empty when the maps refuse
     block(allow, f"{v}_deny", [(quote("0"), "1")], '""', "the fast path's fallback: non-empty when the maps refuse")
-    gate, summary = render_gate(compiled, name, status, fast, strict_paths, intercept_errors)
+    if line:
+        by_methods = linemap.targets(compiled, console_check(compiled))
+        regexes = linemap.regexes(by_methods, _QUERY_PART, quote)
+        block("$request", f"{v}_line", [(r, "1") for r in regexes], allow,
+              f"a gate without the fast path: {sum(map(len, by_methods.values()))} rules' commonest requests (method, raw "
+              f"target NGINX leaves as it is, query without __debugger__) in {len(regexes)} regex"
+              f"{'es' if len(regexes) != 1 else ''} on the request line; anything else asks {allow}")
+    gate, summary = render_gate(compiled, name, status, fast, strict_paths, intercept_errors, line=line)
     return Rendered(maps="\n".join(lines), gate=gate, variable=allow, fast=summary)
 
 
 def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath | None = None,
-                strict_paths: bool = True, intercept_errors: tuple[str, ...] = (), copy_for: str = "") -> tuple[str, str]:
+                strict_paths: bool = True, intercept_errors: tuple[str, ...] = (), copy_for: str = "",
+                line: bool = False) -> tuple[str, str]:
     """The gate file for the maps file ``name`` (with the fast path if given), and what the fast path covers.
 
-    ``copy_for``: the location a per-location copy of the gate is for (``nginxconf.location_gates``).
+    ``copy_for``: the location a per-location copy of the gate is for (``nginxconf.location_gates``). ``line``: the
+    maps file holds the request-line map, which a gate without the fast path reads (``linemap``).
     """
-    allow = f"$phoenix_{app_id(name)}_allow"
+    allow = f"$phoenix_{app_id(name)}_{'line' if line and fast is None else 'allow'}"
     gate = [
         f"# Phoenix allowlist gate for {name} (generated by nginx_whitelist; edits are overwritten).",
         f"# The copy of the gate for {copy_for}: include it there only." if copy_for else
@@ -284,13 +311,9 @@ def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath
     ]
     summary = ""
     if fast is not None:
-        heads = _console_probes(compiled.console_paths)[1]
-
-        def console(p: Pattern) -> bool:  # most rules are not under a console's segment: no list made for them
-            return _under_console(p, heads) and _matches_console([p], compiled)
-
         nested, count, prefixes, exacts, direct = render_locations(compiled, fast, app_id(name), status, quote,
-                                                                   console, strict_paths, bool(intercept_errors))
+                                                                   console_check(compiled), strict_paths,
+                                                                   bool(intercept_errors))
         if count:
             kinds = [f"{n} {kind}" for n, kind in ((prefixes, "prefix"), (exacts, "exact"), (direct, "regex")) if n]
             summary = (f"fast path: {count} rule{'s' if count != 1 else ''} in "

@@ -1,0 +1,95 @@
+"""The request-line map (``linemap``): what a gate without the fast path accepts with one regex on ``$request``.
+
+Its regexes are read here by Python's ``re`` (the rules' regexes are written in the subset both dialects share,
+over the path's UTF-8 bytes read as Latin-1); that NGINX answers with them exactly as the map chain does is tested
+through the real NGINX binary (``tests/support/decide.py``, ``test_allowlist_layouts.py``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from werkzeug.routing import Map, Rule
+
+from phoenix.allowlist import extract_routes, linemap
+from phoenix.allowlist.fastpath import FastPath
+from phoenix.allowlist.render import render
+from phoenix.allowlist.rules import compile_routes
+from tests.support.routing import compiled_for
+
+GET = ["GET"]
+URL_MAP = Map([
+    Rule("/users/<int:id>", endpoint="u", methods=GET), Rule("/login", endpoint="l", methods=["GET", "POST"]),
+    Rule("/files/<path:p>", endpoint="f", methods=GET), Rule("/s/<x>", endpoint="s", methods=GET),
+    Rule("/about", endpoint="a", methods=GET), Rule("/Admin", endpoint="A", methods=GET),
+    Rule("/hook", endpoint="h", methods=["POST"]), Rule("/any/<int:i>", endpoint="any"),  # any method
+])
+
+
+def _line_regexes(maps: str, var: str = "$phoenix_x_line") -> list[re.Pattern[str]]:
+    block = maps.split(f'map "$request" {var} {{\n', 1)[1].split("\n}", 1)[0]
+    out = []
+    for entry in block.splitlines()[1:]:  # after the default
+        token = entry.strip().rsplit(" ", 1)[0]
+        assert token.startswith('"~^') and token.endswith('"'), entry
+        out.append(re.compile(token[2:-1].replace("\\\\", "\\")))
+    return out
+
+
+def _taken(regexes: list[re.Pattern[str]], line: str) -> bool:
+    return any(r.match(line) for r in regexes)
+
+
+def test_a_gate_without_the_fast_path_reads_the_request_line_map():
+    rendered = render(compiled_for(URL_MAP), "x")
+    assert "if ($phoenix_x_line = 0) { return 404; }" in rendered.gate
+    assert 'map "$request" $phoenix_x_line {\n    default $phoenix_x_allow;\n' in rendered.maps
+    regexes = _line_regexes(rendered.maps)
+    assert len(regexes) == 1  # a small app: one call into PCRE
+    taken = ["GET /users/5 HTTP/1.1", "HEAD /users/5 HTTP/1.0", "HEAD /users/5 HTTP/2.0", "GET /users/5?a=1&b HTTP/1.1",
+             "POST /login HTTP/1.1", "GET /login HTTP/1.1", "GET /files/a/b.txt HTTP/1.1", "GET /s/x.y HTTP/1.1",
+             "GET /about HTTP/1.1", "POST /hook HTTP/1.1", "GET /about?q=__debug HTTP/1.1", "GET /Admin HTTP/1.1",
+             "DELETE /any/5 HTTP/1.1", "BREW /any/5?x HTTP/1.1"]
+    left = [
+        "POST /users/5 HTTP/1.1", "OPTIONS /users/5 HTTP/1.1", "GET /hook HTTP/1.1", "DELETE /login HTTP/1.1",  # a method the rule has not
+        "GET /users/%35 HTTP/1.1", "GET //users/5 HTTP/1.1", "GET /files/a//b HTTP/1.1", "GET /files/a/../b HTTP/1.1",
+        "GET /s/.. HTTP/1.1", "GET /s/. HTTP/1.1", "GET /users/5/ HTTP/1.1", "GET /users/x HTTP/1.1",
+        "GET /About HTTP/1.1", "GET /admin HTTP/1.1", "GET /ADMIN HTTP/1.1",  # Werkzeug compares case
+        "GET /users/5?__debugger__=yes HTTP/1.1", "GET /users/5?%5f_debugger__=yes HTTP/1.1",
+        "GET /users/5?x=1&__DEBUGGER__=1 HTTP/1.1", "GET /console HTTP/1.1", "GET http://h/users/5 HTTP/1.1",
+        "GET /users/5 x HTTP/1.1",
+    ]
+    assert [line for line in taken if not _taken(regexes, line)] == []
+    assert [line for line in left if _taken(regexes, line)] == []
+
+
+def test_rules_that_could_let_the_console_through_stay_with_the_chain():
+    url_map = Map([Rule("/api/<x>", endpoint="a"), Rule("/api/<int:i>/x", endpoint="b")])
+    table = extract_routes.describe(url_map)
+    table["app"] = "generated"
+    regexes = _line_regexes(render(compile_routes(table, ["/api/console"]), "x").maps)
+    assert _taken(regexes, "GET /api/5/x HTTP/1.1")
+    assert not _taken(regexes, "GET /api/console HTTP/1.1") and not _taken(regexes, "GET /api/other HTTP/1.1")
+
+
+def test_a_gate_with_the_fast_path_reads_the_chain():
+    fast = FastPath(parent="/", handler="proxy_pass http://a;")
+    assert "$phoenix_x_line" not in render(compiled_for(URL_MAP), "x", fast=fast).maps
+    # another gate of the same maps file has no fast path (manage.plan): the map is there, this gate does not read it
+    both = render(compiled_for(URL_MAP), "x", fast=fast, line=True)
+    assert "$phoenix_x_line" in both.maps and "if ($phoenix_x_allow = 0) { return 404; }" in both.gate
+    assert "$phoenix_x_line" not in both.gate
+
+
+def test_many_rules_are_cut_into_regexes_that_fit_a_token():
+    url_map = Map([Rule(f"/{w}{i}/<int:id>", endpoint=f"e{i}") for i, w in
+                   enumerate(["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"] * 200)])
+    rendered = render(compiled_for(url_map), "x")
+    tokens = [line.strip().rsplit(" ", 1)[0] for line in
+              rendered.maps.split('map "$request" $phoenix_x_line {\n', 1)[1].split("\n}", 1)[0].splitlines()[1:]]
+    assert len(tokens) > 1 and max(map(len, tokens)) <= linemap.MAX_TOKEN
+    regexes = _line_regexes(rendered.maps)
+    for i in (0, 1, 599, 1199):
+        w = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"][i % 6]
+        assert sum(bool(r.match(f"GET /{w}{i}/7 HTTP/1.1")) for r in regexes) == 1, i
+        assert not _taken(regexes, f"GET /{w}{i}/x HTTP/1.1") and not _taken(regexes, f"GET /{w}{i + 1200}/7 HTTP/1.1")
