@@ -13,7 +13,7 @@ from werkzeug.routing import Map, Rule
 
 from phoenix.allowlist import extract_routes, linemap
 from phoenix.allowlist.fastpath import FastPath
-from phoenix.allowlist.render import render
+from phoenix.allowlist.render import _QUERY_PART, quote, render
 from phoenix.allowlist.rules import compile_routes
 from tests.support.routing import compiled_for
 
@@ -81,15 +81,18 @@ def test_a_gate_with_the_fast_path_reads_the_chain():
     assert "$phoenix_x_line" not in both.gate
 
 
-def test_many_rules_are_cut_into_regexes_that_fit_a_token():
-    url_map = Map([Rule(f"/{w}{i}/<int:id>", endpoint=f"e{i}") for i, w in
-                   enumerate(["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"] * 200)])
-    rendered = render(compiled_for(url_map), "x")
-    tokens = [line.strip().rsplit(" ", 1)[0] for line in
-              rendered.maps.split('map "$request" $phoenix_x_line {\n', 1)[1].split("\n}", 1)[0].splitlines()[1:]]
-    assert len(tokens) > 1 and max(map(len, tokens)) <= linemap.MAX_TOKEN
-    regexes = _line_regexes(rendered.maps)
-    for i in (0, 1, 599, 1199):
-        w = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"][i % 6]
+def test_many_rules_are_cut_into_regexes_that_fit_a_token_and_too_many_get_no_map():
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    url_map = Map([Rule(f"/{w}{i}/<int:id>", endpoint=f"e{i}") for i, w in enumerate(words * 600)])
+    compiled = compiled_for(url_map)
+    tokens = linemap.regexes(linemap.targets(compiled, lambda p: False), _QUERY_PART, quote)
+    assert len(tokens) > linemap.MAX_REGEXES and max(map(len, tokens)) <= linemap.MAX_TOKEN
+    regexes = [re.compile(t[2:-1].replace("\\\\", "\\")) for t in tokens]
+    for i in (0, 1, 1799, 3599):
+        w = words[i % 6]
         assert sum(bool(r.match(f"GET /{w}{i}/7 HTTP/1.1")) for r in regexes) == 1, i
-        assert not _taken(regexes, f"GET /{w}{i}/x HTTP/1.1") and not _taken(regexes, f"GET /{w}{i + 1200}/7 HTTP/1.1")
+        assert not _taken(regexes, f"GET /{w}{i}/x HTTP/1.1") and not _taken(regexes, f"GET /{w}{i + 3600}/7 HTTP/1.1")
+    # tried in turn for every request they do not take: so many are not written, and the gate reads the chain
+    rendered = render(compiled, "x")
+    assert "$phoenix_x_line" not in rendered.maps and "if ($phoenix_x_allow = 0)" in rendered.gate
+    assert f"no request-line map: its rules would need {len(tokens)} regexes" in rendered.maps and not rendered.line

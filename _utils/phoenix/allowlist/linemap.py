@@ -25,7 +25,8 @@ let a console path through stay with the chain, as they do in the fast path.
 The rules' targets are one alternation per method set, their common leading literals written once
 (``fastpath.factored``), cut into regexes that fit one NGINX token, which the map tries in turn. Measured with
 callgrind on the layout with one gate file in two locations (bench/allowlist_layouts.py, ``multi``): a dynamic
-route +6.1K -> +2.9K instructions per request without JIT, +4.8K -> +1.7K with it (1,000 routes).
+route +6.1K -> +3.2K instructions per request without JIT, +4.8K -> +1.8K with it (1,000 routes). Rules that need
+more than ``MAX_REGEXES`` regexes get no map.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ from typing import Callable
 from .dialect import literal
 from .fastpath import _GROUPABLE, _PROTOCOL, MAX_TOKEN, _sequence, factored
 from .rules import Compiled, Pattern
+
+#: at most this many regexes: NGINX's map tries them in turn, each a call into PCRE (about 0.5K instructions without
+#: JIT even where it fails at once), for every request the map does not take (a refused path, an escape). The rules
+#: of the benchmark's app fit one at 5,000 routes (their names factor well); 1,000 routes of random words need 9,
+#: 5,000 need 39: there the map is not written and such gates read the chain, as before
+MAX_REGEXES = 2
 
 
 def _methods(methods: tuple[str, ...] | None) -> str:
@@ -105,4 +112,4 @@ def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str],
     return out
 
 
-__all__ = ["regexes", "targets"]
+__all__ = ["MAX_REGEXES", "regexes", "targets"]

@@ -201,7 +201,7 @@ def plan(
         copy_fast, copy_off = chosen.get(path, (None, off))
         where = [loc.where() for loc in inspection.locations if loc.gate_file == path]
         text, summary = render_gate(compiled, name, status, copy_fast, strict_paths, intercept,
-                                    copy_for=", ".join(where) or "one location", line=line)
+                                    copy_for=", ".join(where) or "one location", line=rendered.line)
         copies[path] = (text, summary, copy_off)
     done = time.perf_counter()
     timings = {
