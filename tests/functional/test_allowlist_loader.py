@@ -41,7 +41,11 @@ def test_routes_and_render(loaders, repo):
     table = loaders.modules.nginx_whitelist.routes("demo_app:app", cwd=apps)
     assert {r["rule"] for r in table["rules"]} >= {"/login", "/item/<int:item_id>", "/<username>"}
     out = loaders.modules.nginx_whitelist.render("/etc/nginx/conf.d/x.conf", "demo_app:create_app()", cwd=apps)
-    assert "map " in out["maps"] and out["variable"] in out["gate"]
+    assert "map " in out["maps"] and out["variable"] == "$phoenix_x_allow"
+    # without a configuration to read there is no fast path: the gate reads the request-line map, whose default
+    # is the variable (the whole decision, for a gate written by hand)
+    assert "if ($phoenix_x_line = 0) { return 404; }" in out["gate"]
+    assert 'map "$request" $phoenix_x_line {\n    default $phoenix_x_allow;' in out["maps"]
 
 
 def test_routes_error_is_a_command_execution_error(loaders, repo):
