@@ -84,14 +84,18 @@ def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str],
         raws = sorted(set(raws))
         lo = 0
         while lo < len(raws):
+            whole = body(method, raws[lo:])
+            if len(token([whole])) <= MAX_TOKEN:  # the common case (the rules factor well): one factoring
+                bodies.append(whole)
+                break
             if len(token([body(method, raws[lo:lo + 1])])) > MAX_TOKEN:
                 lo += 1  # one rule too long for a token: the chain decides its requests
                 continue
             # the longest run from lo that fits: doubling, then bisection (the factored text is not additive)
             good, step = lo + 1, 1
-            while good + step <= len(raws) and len(token([body(method, raws[lo:good + step])])) <= MAX_TOKEN:
+            while good + step < len(raws) and len(token([body(method, raws[lo:good + step])])) <= MAX_TOKEN:
                 good, step = good + step, step * 2
-            bad = min(good + step, len(raws) + 1)
+            bad = min(good + step, len(raws))  # the whole run does not fit
             while bad - good > 1:
                 mid = (good + bad) // 2
                 if len(token([body(method, raws[lo:mid])])) <= MAX_TOKEN:
