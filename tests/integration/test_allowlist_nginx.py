@@ -322,12 +322,13 @@ def test_a_route_equal_to_a_fast_prefix_is_not_redirected_by_nginx(decision_ngin
 
 def test_rules_that_share_a_location_answer_as_the_gate(decision_nginx):
     """Many rules under common prefixes share prefix locations (``fastpath.share``), named by what their paths
-    have in common: without JIT up to 8 rules per location, with JIT up to 32 and the static rules written out in
-    their regexes. Each allowed path is answered by a fast-path location in both, each of its raw variants and
-    near misses as by the gate alone (the decider also compares the two fast paths request by request).
+    have in common: without JIT up to 8 rules per location, with JIT up to 128 (one location for the 82 under
+    /u) and the static rules written out in their regexes. Each allowed path is answered by a fast-path location
+    in both, each of its raw variants and near misses as by the gate alone (the decider also compares the two fast
+    paths request by request).
     """
-    rules = [(f"/users{i}/<int:id>", ("GET",), True) for i in range(12)]
-    rules += [(f"/users{i}/new", ("GET", "POST"), True) for i in range(12)]
+    rules = [(f"/users{i}/<int:id>", ("GET",), True) for i in range(40)]
+    rules += [(f"/users{i}/new", ("GET", "POST"), True) for i in range(40)]
     rules += [("/about/", ("GET",), True), ("/about/team", ("GET",), True), ("/about-us", ("GET",), True),
               ("/api/v1/items/<int:id>", ("GET",), True), ("/api/v2/items/<int:id>", ("GET", "PUT"), True),
               ("/api/v1/items", ("GET",), True), ("/a-b/<name>", None, True), ("/a.b", ("GET",), True),
@@ -336,12 +337,14 @@ def test_rules_that_share_a_location_answer_as_the_gate(decision_nginx):
     compiled = compiled_for(url_map)
     rendered = decision_nginx.render(compiled, "share")
     plain, jit = rendered["fast"].gate, rendered["jit"].gate
-    assert plain.count("location ^~") < 12 + 5 and jit.count("location ^~") < plain.count("location ^~")
+    assert plain.count("location ^~") < 40 + 5 and jit.count("location ^~") < plain.count("location ^~")
     assert 'location = "/users0/new"' in plain and 'location = "/users0/new"' not in jit
-    allowed = [f"/users{i}/{i + 3}" for i in range(12)] + [f"/users{i}/new" for i in range(12)]
+    # with JIT the 82 rules under /u (more than 32) share one location: its regex is cheap, a location is not
+    assert 'location ^~ "/u" {' in jit and 'location ^~ "/user' not in jit and plain.count('location ^~ "/users') >= 10
+    allowed = [f"/users{i}/{i + 3}" for i in range(40)] + [f"/users{i}/new" for i in range(40)]
     allowed += ["/about/", "/about/team", "/about-us", "/api/v1/items/5", "/api/v2/items/5", "/api/v1/items",
                 "/a-b/x", "/a.b", "/u/5", "/user/5"]
-    misses = ["/about", "/about/x", "/users1/x", "/users12/5", "/users/5", "/api/v3/items/5", "/api/v1/items/",
+    misses = ["/about", "/about/x", "/users1/x", "/users40/5", "/users/5", "/api/v3/items/5", "/api/v1/items/",
               "/a-b/", "/ab", "/u/x", "/user", "/users1", "/users1/new/", "/a.c", "/api/v2/items/5x"]
     targets = [*allowed, *misses, *(v for path in allowed[::5] for v in raw_variants(path))]
     requests = [(m, t) for m in ("GET", "POST") for t in targets]

@@ -289,7 +289,7 @@ def test_rules_share_prefix_locations_and_with_jit_static_ones_too():
     assert 'location ^~ "/d1" {' in plain.gate and 'location = "/s38" {' in plain.gate
     # the rules' common leading literals written once, letters followed by the same as one class
     assert 'if ($request !~ "^[^ ]+ /d1(?:/[0-9]+|[13579]/[0-9]+) HTTP/")' in plain.gate
-    # with JIT: up to GROUP_JIT (32) rules per location, the static ones written out in the regexes
+    # with JIT: up to GROUP_JIT (128) rules per location, the static ones written out in the regexes
     assert jit.fast == "fast path: 41 rules in 2 prefix and 1 exact locations inside location /"
     assert 'if ($request !~ "^GET /s(?:[0468]|[13][02468]|2(?:|[02468])) HTTP/")' in jit.gate
     assert 'location = "/s38"' not in jit.gate and 'location = "/a.b/./c" {' in jit.gate

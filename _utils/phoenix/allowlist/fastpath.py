@@ -48,10 +48,10 @@ it, ``location ^~ "/d49"`` for ``/d491/<int:id>`` ... ``/d499/<int:id>``, whose 
 common leading literals once (``factored``: ``/d49[13579]/[0-9]+``). Each location is 3 configuration blocks,
 about 21 KB of every worker's memory, and a node of the tree NGINX searches for every request; the cost is an
 alternation. Without JIT PCRE's interpreter pays for each alternative it tries, so up to 8 rules share a
-location and static rules keep their exact ones; with ``pcre_jit on`` (read from the configuration) up to 32,
+location and static rules keep their exact ones; with ``pcre_jit on`` (read from the configuration) up to 128,
 static rules included, written out in the regex (a path NGINX leaves as it is: no escape, dot segment or ``//``).
-At 5,000 routes that is 71 MiB per worker instead of 116 without JIT, 23 instead of 139 with it, and with it
--0.5K instructions per request (bench/README.md).
+At 5,000 routes that is 71 MiB per worker instead of 116 without JIT, 11 instead of 139 with it, and with it
+-0.6K instructions per request (bench/README.md).
 
 With a ``proxy_pass`` that has a URI part (``proxy_pass http://app/;``) NGINX allows it in no regex location,
 and the prefix locations need none: every nested location gets the target that maps its own name as the
@@ -312,9 +312,13 @@ def _method_regex(methods: set[str] | None) -> str:
 #: request; its rules are one regex. PCRE's interpreter pays for each alternative it tries, so without JIT few
 #: rules share a location and static rules keep an exact location each; JIT-compiled, an alternation is cheap
 #: and a location's memory is not (5,000 routes with JIT: 23 instead of 139 MiB per worker, -0.5K instructions
-#: per request and 1.01-1.035 instead of 1.04-1.07 times the CPU; bench/README.md)
+#: per request and 1.01-1.035 instead of 1.04-1.07 times the CPU; bench/README.md). With JIT the token's length
+#: (``MAX_TOKEN``) is the usual limit: 128 rather than 32 took the benchmark's 5,000 routes from 452 to 80
+#: locations, the worker from 22.6 to 10.9 MiB and a request from +1.38K to +1.24K instructions (static) and
+#: +1.44K to +1.39K (dynamic); for 5,000 routes of random words -0.04K to +0.10K (a longer alternation at a
+#: trie level against a shorter walk of NGINX's tree: bench/README.md, session 11)
 GROUP = 8
-GROUP_JIT = 32
+GROUP_JIT = 128
 #: a literal atom at the start of a raw regex: a character PCRE reads as itself, an escaped punctuation
 #: character or a ``\xHH`` byte (``dialect.literal``); anything else ends the literal head
 _HEAD_ATOM = re.compile(r"\\x[0-9a-fA-F]{2}|\\[^0-9A-Za-z]|[^\\\[\](){}.*+?|^$]")
