@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from devtools.flaskapp import FlaskApp
 from devtools.site import make_site, request
-from phoenix.allowlist import manage
+from phoenix.allowlist import linemap, manage
 from phoenix.allowlist.render import Rendered, render
 from tests.support.decide import Decider
 from tests.support.routing import (METHODS, build, compiled_for, paths, prefix_probes, rule_sets, werkzeug_allows,
@@ -193,6 +193,28 @@ def test_nginx_decides_like_werkzeug(decision_nginx, rules, probes, method):
         expected = werkzeug_allows(url_map, method, path)
         assert decided["gate"][i] == expected, ("gate", rules, method, path)
         assert decided["fast"][i] == expected, ("fast path", rules, method, path)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rules=rule_sets(), probes=st.lists(paths(), min_size=4, max_size=12), method=st.sampled_from(METHODS))
+def test_the_request_line_maps_dispatch_decides_like_werkzeug(decision_nginx, rules, probes, method):
+    """The request-line map dispatched on the first segment (``linemap``, for apps whose rules need more than 2
+    regexes), forced for every kind of rule: it answers as Werkzeug and, request by request, as the chain alone."""
+    url_map = build(rules)
+    compiled = compiled_for(url_map)
+    from phoenix.allowlist.probe import sample_path
+
+    probes = probes + [p for p in (sample_path(compiled, pat) for pat in compiled.patterns) if p]
+    probes += prefix_probes(rules)
+    probes += [p.swapcase() for p in probes if p.swapcase() != p]  # the segments' hash ignores case, Werkzeug does not
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(linemap, "FLAT_REGEXES", 0)
+        rendered = decision_nginx.render(compiled, "prop")
+    maps = rendered["gate"].maps
+    assert "$phoenix_prop_line" not in maps or 'map "$phoenix_prop_ls" $phoenix_prop_lseg' in maps
+    decided = decision_nginx.decides(rendered, [(method, urllib_quote(p)) for p in probes])
+    for i, path in enumerate(probes):
+        assert decided["gate"][i] == werkzeug_allows(url_map, method, path), ("gate", rules, method, path)
 
 
 def test_the_fast_path_answers_and_falls_back(decision_nginx):

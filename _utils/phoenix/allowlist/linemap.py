@@ -65,6 +65,9 @@ from .rules import Compiled, Pattern, hash_key_fits
 #: of the benchmark's app fit one at 5,000 routes (their names factor well); 1,000 routes of random words need 9,
 #: 5,000 need 39: there the map is not written and such gates read the chain, as before
 MAX_REGEXES = 2
+#: the rules get one map without dispatch when they fit this many regexes (``MAX_REGEXES``; 0 dispatches every app,
+#: as the property tests do to try the dispatch on every kind of rule)
+FLAT_REGEXES = MAX_REGEXES
 
 
 def _methods(methods: tuple[str, ...] | None) -> str:
@@ -203,7 +206,7 @@ def blocks(compiled: Compiled, console: Callable[[Pattern], bool], query: str, q
     if not count:
         return [], ""
     flat = regexes(by_methods, query, quote)
-    if len(flat) <= MAX_REGEXES:
+    if len(flat) <= FLAT_REGEXES:
         return [Block("$request", f"{v}_line", [(r, "1") for r in flat], allow,
                       f"a gate without the fast path: {count} rules' commonest requests (method, raw target NGINX leaves "
                       f"as it is, query without __debugger__) in {len(flat)} regex{'es' if len(flat) != 1 else ''} on "
