@@ -11,11 +11,10 @@ from hypothesis import strategies as st
 
 from devtools.flaskapp import FlaskApp
 from devtools.site import make_site, request
-from phoenix.allowlist import linemap, manage
-from phoenix.allowlist.render import Rendered, render
+from phoenix.allowlist import manage
+from phoenix.allowlist.render import render
 from tests.support.decide import Decider
-from tests.support.routing import (METHODS, build, compiled_for, paths, prefix_probes, rule_sets, werkzeug_allows,
-                                   words_map)
+from tests.support.routing import METHODS, build, compiled_for, paths, prefix_probes, rule_sets, werkzeug_allows
 
 pytestmark = pytest.mark.nginx
 
@@ -193,28 +192,6 @@ def test_nginx_decides_like_werkzeug(decision_nginx, rules, probes, method):
         expected = werkzeug_allows(url_map, method, path)
         assert decided["gate"][i] == expected, ("gate", rules, method, path)
         assert decided["fast"][i] == expected, ("fast path", rules, method, path)
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(rules=rule_sets(), probes=st.lists(paths(), min_size=4, max_size=12), method=st.sampled_from(METHODS))
-def test_the_request_line_maps_dispatch_decides_like_werkzeug(decision_nginx, rules, probes, method):
-    """The request-line map dispatched on the first segment (``linemap``, for apps whose rules need more than 2
-    regexes), forced for every kind of rule: it answers as Werkzeug and, request by request, as the chain alone."""
-    url_map = build(rules)
-    compiled = compiled_for(url_map)
-    from phoenix.allowlist.probe import sample_path
-
-    probes = probes + [p for p in (sample_path(compiled, pat) for pat in compiled.patterns) if p]
-    probes += prefix_probes(rules)
-    probes += [p.swapcase() for p in probes if p.swapcase() != p]  # the segments' hash ignores case, Werkzeug does not
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(linemap, "FLAT_REGEXES", 0)
-        rendered = decision_nginx.render(compiled, "prop")
-    maps = rendered["gate"].maps
-    assert "$phoenix_prop_line" not in maps or 'map "$phoenix_prop_ls" $phoenix_prop_lseg' in maps
-    decided = decision_nginx.decides(rendered, [(method, urllib_quote(p)) for p in probes])
-    for i, path in enumerate(probes):
-        assert decided["gate"][i] == werkzeug_allows(url_map, method, path), ("gate", rules, method, path)
 
 
 def test_the_fast_path_answers_and_falls_back(decision_nginx):
@@ -488,36 +465,3 @@ def urllib_quote(path: str) -> str:
 def test_nginx_binary_is_the_debian_package():
     out = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
     assert "nginx/" in out.stderr
-
-
-def test_rules_that_need_many_regexes_are_dispatched_on_the_first_segment(decision_nginx):
-    """Routes of random words do not factor into the request-line map's 2 regexes: it reads the raw target's first
-    segment, a hash on it picks the segment's shape class, whose one regex decides (``linemap``). Real NGINX answers
-    every request of it as the map chain alone does (the decider), each plain path as Werkzeug, and takes every
-    allowed path without the chain (the request-line map's answer is "1" there: ``$phoenix_<app>_line`` logged).
-    """
-    url_map, words = words_map()
-    compiled = compiled_for(url_map)
-    rendered = decision_nginx.render(compiled, "words")
-    maps = rendered["gate"].maps
-    assert 'map "$phoenix_words_ls" $phoenix_words_lseg {' in maps and "if ($phoenix_words_line = 0)" in rendered["gate"].gate
-    w, s = words[100], words[55]
-    allowed = [f"/{w}/5", f"/{words[3]}/list", f"/{words[-1]}/7", f"/{s}", "/en/about", "/Admin/3", "/",
-               "/api/console/x", f"/{s}/12"]
-    misses = [f"/{w.upper()}/5", f"/{w}/x", f"/{w}", f"/{words[60]}/list", "/admin/3", "/en/about/", "/console",
-              "/nothere/5", f"/{w}5/5", f"/{w[:-1]}/5", "/api/console", "/api/console/y"]
-    targets = [*allowed, *misses, *(v for path in allowed if path != "/" for v in raw_variants(path))]
-    requests = [(m, t) for m in ("GET", "POST") for t in targets]
-    answers = decision_nginx.answers(rendered, requests)  # the gate (line map) as the chain alone, request by request
-    for (method, target), (status, _) in zip(requests, answers["gate"]):
-        if target in allowed or target in misses:
-            assert (status == 200) == werkzeug_allows(url_map, method, target), (method, target, status)
-    # the allowed paths are the line map's own: a server that answers with its value, where what it leaves to the
-    # chain reads "chain" (the line maps are the only ones whose default is the chain's variable)
-    probe = rendered["gate"]
-    assert probe.maps.count("default $phoenix_words_allow;") == 2  # the line map and l0 (the hash defaults to l0)
-    line = {"gate": Rendered(maps=probe.maps.replace("default $phoenix_words_allow;", 'default "chain";'),
-                             gate='return 200 "$phoenix_words_line\\n";\n', variable=probe.variable),
-            "maps": rendered["maps"], "fast": rendered["fast"], "jit": rendered["jit"]}
-    got = decision_nginx.answers(line, [("GET", t) for t in [*allowed, *misses]], check=False)["gate"]
-    assert [b for _, b in got] == [b"1\n"] * len(allowed) + [b"chain\n"] * len(misses), list(zip(allowed + misses, got))

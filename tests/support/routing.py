@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import string
-
 from hypothesis import strategies as st
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
@@ -29,22 +26,6 @@ def werkzeug_allows(url_map: Map, method: str, path: str) -> bool:
     except (NotFound, MethodNotAllowed):
         return False
     return True
-
-
-def words_map(count: int = 1500, seed: int = 5) -> tuple[Map, list[str]]:
-    """An app whose routes do not factor (random words), too many for the request-line map's regexes, so it
-    dispatches on the first segment (``linemap``): ``/<word>/<int:id>`` for each word, ``/list`` under 50 of them,
-    the word alone (GET/POST) for 10 more, a dynamic first segment, an upper-case one, ``/`` and a path under
-    ``/api/console``; and the words, sorted."""
-    rnd = random.Random(seed)
-    words = sorted({"".join(rnd.choice(string.ascii_lowercase) for _ in range(3 + i % 7)) for i in range(count)})
-    rules = [Rule(f"/{w}/<int:id>", endpoint=f"d{i}", methods=["GET"]) for i, w in enumerate(words)]
-    rules += [Rule(f"/{w}/list", endpoint=f"l{i}", methods=["GET"]) for i, w in enumerate(words[:50])]
-    rules += [Rule(f"/{w}", endpoint=f"s{i}", methods=["GET", "POST"]) for i, w in enumerate(words[50:60])]
-    rules += [Rule("/<lang>/about", endpoint="about", methods=["GET"]),
-              Rule("/Admin/<int:id>", endpoint="A", methods=["GET"]), Rule("/", endpoint="root", methods=["GET"]),
-              Rule("/api/console/x", endpoint="c", methods=["GET"])]
-    return Map(rules), words
 
 
 def compiled_for(url_map: Map) -> Compiled:

@@ -25,49 +25,23 @@ let a console path through stay with the chain, as they do in the fast path.
 The rules' targets are one alternation per method set, their common leading literals written once
 (``fastpath.factored``), cut into regexes that fit one NGINX token, which the map tries in turn. Measured with
 callgrind on the layout with one gate file in two locations (bench/allowlist_layouts.py, ``multi``): a dynamic
-route +6.1K -> +3.2K instructions per request without JIT, +4.8K -> +1.8K with it (1,000 routes).
-
-Rules that need more than ``MAX_REGEXES`` regexes (names that do not factor: 1,000 routes of random words need 9)
-are dispatched on the raw target's first segment instead, as the chain dispatches ``$uri``'s (``render``, step 2)::
-
-    map $request $phoenix_<app>_line {
-        default $phoenix_<app>_allow;
-        "~^[^ ]+ (?<phoenix_<app>_ls>/[^/? ]*)" $phoenix_<app>_lseg;   # the first segment, read on the way
-    }
-    map $phoenix_<app>_ls $phoenix_<app>_lseg {                        # a hash (ASCII case ignored)
-        default $phoenix_<app>_l0;
-        "/users" $phoenix_<app>_lc0;  "/posts" $phoenix_<app>_lc0;  ...
-    }
-    map $request $phoenix_<app>_lc0 {                                  # a shape class: one regex
-        default $phoenix_<app>_l0;
-        "~^GET /[^/A-Z ?]*(?:/[0-9]+|/new)(?:\\?<query>)? HTTP/" 1;
-    }
-
-Segments whose rules have the same remainders share a *shape class* and its regex, in which the (hashed) segment
-is a wildcard without upper-case letters (the hash ignored case; a segment without them is the key). A %-escaped
-segment is no key. Rules whose first segment is not a plain lower-case one (``/<lang>/about``, ``/About``) are the
-``..._l0`` map's, the default of every class; any other request gets the chain's answer. A request the map takes
-costs two regexes and a hash; one it does not take, up to ``MAX_REGEXES`` more than the chain.
+route +6.1K -> +3.2K instructions per request without JIT, +4.8K -> +1.8K with it (1,000 routes). Rules that need
+more than ``MAX_REGEXES`` regexes get no map.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from typing import Callable
 
 from .dialect import literal
 from .fastpath import _GROUPABLE, _PROTOCOL, MAX_TOKEN, _sequence, factored
-from .rules import Compiled, Pattern, hash_key_fits
+from .rules import Compiled, Pattern
 
 #: at most this many regexes: NGINX's map tries them in turn, each a call into PCRE (about 0.5K instructions without
 #: JIT even where it fails at once), for every request the map does not take (a refused path, an escape). The rules
 #: of the benchmark's app fit one at 5,000 routes (their names factor well); 1,000 routes of random words need 9,
 #: 5,000 need 39: there the map is not written and such gates read the chain, as before
 MAX_REGEXES = 2
-#: the rules get one map without dispatch when they fit this many regexes (``MAX_REGEXES``; 0 dispatches every app,
-#: as the property tests do to try the dispatch on every kind of rule)
-FLAT_REGEXES = MAX_REGEXES
 
 
 def _methods(methods: tuple[str, ...] | None) -> str:
@@ -93,18 +67,17 @@ def targets(compiled: Compiled, console: Callable[[Pattern], bool]) -> dict[str,
     return dict(sorted(by_methods.items(), key=lambda kv: (-len(kv[1]), kv[0])))
 
 
-def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str], str], head: str = "") -> list[str]:
+def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str], str]) -> list[str]:
     """The map's regexes (quoted NGINX tokens, each at most ``MAX_TOKEN`` long): per method set, its targets'
     alternation cut where a token is full, and what is left of one set in the same token as the next (the map
-    tries its regexes in turn, each a call into PCRE); ``query`` is what may follow a target before the protocol,
-    ``head`` what precedes every target (a shape class's segment)."""
+    tries its regexes in turn, each a call into PCRE); ``query`` is what may follow a target before the protocol."""
 
     def token(bodies: list[str]) -> str:
         line = bodies[0] if len(bodies) == 1 else "(?:" + "|".join(bodies) + ")"
         return quote("~^" + line + query + _PROTOCOL)
 
     def body(method: str, raws: list[str]) -> str:
-        return method + " " + head + _sequence(factored(raws))
+        return method + " " + _sequence(factored(raws))
 
     bodies: list[str] = []
     for method, raws in by_methods.items():
@@ -143,106 +116,4 @@ def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str],
     return out
 
 
-#: the first segment of the raw target in the request line: what the dispatch hashes (a named capture, read on
-#: the way by the line map's one regex) and, in a shape class's regex, the same segment without upper-case letters
-_SEGMENT = "/[^/? ]*"
-_CLASS_SEGMENT = "/[^/A-Z ?]*"
-
-
-@dataclass(frozen=True)
-class Block:
-    """One map of the request-line map's: ``map <source> <var> { default <default>; <entries> }``."""
-
-    source: str
-    var: str
-    entries: list[tuple[str, str]]
-    default: str
-    comment: str
-
-
-def _split(compiled: Compiled, console: Callable[[Pattern], bool]) -> tuple[dict[str, dict[str, set[str]]],
-                                                                             dict[str, list[str]]]:
-    """The rules' targets by first segment (lower-case, a hash key) -> method regex -> remainders, and those of
-    the rules whose first segment is not such a segment, by method regex."""
-    by_segment: dict[str, dict[str, set[str]]] = {}
-    other: dict[str, list[str]] = {}
-    for p in compiled.patterns:
-        method = _methods(p.methods)
-        if p.regex is None:
-            for path in p.exact:
-                if path in compiled.console_paths or not _GROUPABLE.match(path):
-                    continue
-                cut = path.find("/", 1)
-                segment, rest = (path, "") if cut < 0 else (path[:cut], path[cut:])
-                if segment != "/" and hash_key_fits(segment):  # exact paths are lower-case (rules.Pattern)
-                    by_segment.setdefault(segment, {}).setdefault(method, set()).add(literal(rest) if rest else "")
-                else:
-                    other.setdefault(method, []).append(literal(path))
-        elif p.raw is not None and not console(p):
-            segment = "/" + p.prefix[0] if p.prefix else ""
-            head = literal(segment) if segment else ""
-            # a plain segment: ASCII without upper-case letters (the hash ignores ASCII case), written as the raw
-            # regex's own head, which has no "|" of its own at the top (cut there, it would mean another thing)
-            if head and segment.isascii() and not any("A" <= c <= "Z" for c in segment) and hash_key_fits(segment) \
-                    and p.raw.startswith(head) and _sequence(p.raw) == p.raw:
-                by_segment.setdefault(segment, {}).setdefault(method, set()).add(p.raw[len(head):])
-            else:
-                other.setdefault(method, []).append(p.raw)
-    return by_segment, other
-
-
-def _ordered(by_methods: dict[str, list[str]]) -> dict[str, list[str]]:
-    return dict(sorted(by_methods.items(), key=lambda kv: (-len(kv[1]), kv[0])))
-
-
-def blocks(compiled: Compiled, console: Callable[[Pattern], bool], query: str, quote: Callable[[str], str],
-           v: str, allow: str) -> tuple[list[Block], str]:
-    """The request-line map's maps (``$<v>_line`` first, whose default is ``allow``), or none and why not.
-
-    The rules' targets in at most ``MAX_REGEXES`` regexes where they fit, else dispatched on the first segment
-    (module docstring). ``v`` is ``$phoenix_<app>``."""
-    by_methods = targets(compiled, console)
-    count = sum(map(len, by_methods.values()))
-    if not count:
-        return [], ""
-    flat = regexes(by_methods, query, quote)
-    if len(flat) <= FLAT_REGEXES:
-        return [Block("$request", f"{v}_line", [(r, "1") for r in flat], allow,
-                      f"a gate without the fast path: {count} rules' commonest requests (method, raw target NGINX leaves "
-                      f"as it is, query without __debugger__) in {len(flat)} regex{'es' if len(flat) != 1 else ''} on "
-                      f"the request line; anything else asks {allow}")], ""
-    by_segment, other = _split(compiled, console)
-    rest = regexes(_ordered(other), query, quote) if other else []
-    fallback = f"{v}_l0" if 0 < len(rest) <= MAX_REGEXES else allow
-    classes: dict[tuple[tuple[str, tuple[str, ...]], ...], list[str]] = {}
-    for segment, methods in by_segment.items():
-        shape = tuple(sorted((m, tuple(sorted(rems))) for m, rems in methods.items()))
-        classes.setdefault(shape, []).append(segment)
-    out: list[Block] = []
-    keys: list[tuple[str, str]] = []
-    for shape, segments in sorted(classes.items(), key=lambda kv: min(kv[1])):
-        tokens = regexes(_ordered({m: list(rems) for m, rems in shape}), query, quote, _CLASS_SEGMENT)
-        if not tokens or len(tokens) > MAX_REGEXES:
-            continue  # the chain (or l0) decides its requests
-        var = f"{v}_lc{len(out)}"
-        out.append(Block("$request", var, [(r, "1") for r in tokens], fallback,
-                         "segments " + ", ".join(sorted(segments))[:160]))
-        keys += [(quote(s), var) for s in segments]
-    if not out and fallback == allow:
-        return [], (f"no request-line map: its rules would need {len(flat)} regexes, tried in turn for every request it "
-                    f"does not take (at most {MAX_REGEXES}: linemap.MAX_REGEXES), and dispatched on their first segments, none of "
-                    f"their shape classes fits {MAX_REGEXES}")
-    capture = quote("~^[^ ]+ (?<" + v[1:] + "_ls>" + _SEGMENT + ")")
-    head = [Block("$request", f"{v}_line", [(capture, f"{v}_lseg")], allow,
-                  f"a gate without the fast path: {count} rules need {len(flat)} regexes on the request line, more than "
-                  f"{MAX_REGEXES}: the raw target's first segment (read on the way) picks the rules that may take it; "
-                  f"anything else asks {allow}"),
-            Block(f"{v}_ls", f"{v}_lseg", sorted(keys), fallback,
-                  f"{len(keys)} first segments (hash) in {len(out)} shape classes")]
-    if fallback != allow:
-        out.append(Block("$request", fallback, [(r, "1") for r in rest], allow,
-                         f"{sum(map(len, other.values()))} rules whose first segment is not a plain lower-case one"))
-    return head + out, ""
-
-
-__all__ = ["MAX_REGEXES", "Block", "blocks", "regexes", "targets"]
+__all__ = ["MAX_REGEXES", "regexes", "targets"]

@@ -181,6 +181,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     """
     if line is None:
         line = fast is None
+    regexes: list[str] = []
     aid = app_id(name)
     v = f"$phoenix_{aid}"
     allow = f"{v}_allow"
@@ -285,12 +286,17 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     # the fast path's fallback (the same maps file whether it is used or not): non-empty when the maps refuse
     block(allow, f"{v}_deny", [(quote("0"), "1")], '""', "the fast path's fallback: non-empty when the maps refuse")
     if line:
-        maps, why = linemap.blocks(compiled, console_check(compiled), _QUERY_PART, quote, v, allow)
-        line = bool(maps)
-        if why:
-            lines.extend((f"# {why}", ""))
-        for b in maps:
-            block(b.source, b.var, b.entries, b.default, b.comment)
+        by_methods = linemap.targets(compiled, console_check(compiled))
+        regexes = linemap.regexes(by_methods, _QUERY_PART, quote)
+        line = 0 < len(regexes) <= linemap.MAX_REGEXES
+    if not line and regexes:
+        lines.extend((f"# no request-line map: its rules would need {len(regexes)} regexes, tried in turn for every request "
+                      f"it does not take (at most {linemap.MAX_REGEXES}: linemap.MAX_REGEXES)", ""))
+    if line:
+        block("$request", f"{v}_line", [(r, "1") for r in regexes], allow,
+              f"a gate without the fast path: {sum(map(len, by_methods.values()))} rules' commonest requests (method, raw "
+              f"target NGINX leaves as it is, query without __debugger__) in {len(regexes)} regex"
+              f"{'es' if len(regexes) != 1 else ''} on the request line; anything else asks {allow}")
     gate, summary = render_gate(compiled, name, status, fast, strict_paths, intercept_errors, line=line)
     return Rendered(maps="\n".join(lines), gate=gate, variable=allow, fast=summary, line=line)
 
