@@ -42,10 +42,10 @@ def test_routes_and_render(loaders, repo):
     assert {r["rule"] for r in table["rules"]} >= {"/login", "/item/<int:item_id>", "/<username>"}
     out = loaders.modules.nginx_whitelist.render("/etc/nginx/conf.d/x.conf", "demo_app:create_app()", cwd=apps)
     assert "map " in out["maps"] and out["variable"] == "$phoenix_x_allow"
-    # without a configuration to read there is no fast path: the gate reads the request-line map, whose default
-    # is the variable (the whole decision, for a gate written by hand)
-    assert "if ($phoenix_x_line = 0) { return 404; }" in out["gate"]
-    assert 'map "$request" $phoenix_x_line {\n    default $phoenix_x_allow;' in out["maps"]
+    # without a configuration to read there is no fast path: the gate tests the request line, and asks the maps
+    # (whose variable is the whole decision, for a gate written by hand) for anything else
+    assert 'if ($request !~ "^' in out["gate"] and "if ($phoenix_x_fast) { return 404; }" in out["gate"]
+    assert 'map "$phoenix_x_allow" $phoenix_x_deny {' in out["maps"]
 
 
 def test_routes_error_is_a_command_execution_error(loaders, repo):

@@ -465,3 +465,20 @@ def urllib_quote(path: str) -> str:
 def test_nginx_binary_is_the_debian_package():
     out = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
     assert "nginx/" in out.stderr
+
+
+def test_a_request_line_test_of_two_regexes_answers_as_the_chain(decision_nginx):
+    """1,200 rules that need two regexes on the request line: the gate without the fast path tests the first in its
+    ``if``, a map the second (``linemap``); NGINX answers every request as the chain alone does and as Werkzeug."""
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    url_map = build([(f"/{w}{i}/<int:id>", ("GET",), True) for i, w in enumerate((words * 200)[:1200])])
+    rendered = decision_nginx.render(compiled_for(url_map), "two")
+    assert rendered["gate"].line.count == 2 and 'map "$request" $phoenix_two_line {' in rendered["gate"].maps
+    allowed = [f"/{words[i % 6]}{i}/{i}" for i in (0, 1, 599, 600, 601, 1199)]
+    misses = [f"/{words[i % 6]}{i}/x" for i in (0, 1199)] + ["/alpha1200/5", "/alpha0", "/bravo0/5"]
+    targets = [*allowed, *misses, *(v for path in allowed[::2] for v in raw_variants(path))]
+    requests = [(m, t) for m in ("GET", "HEAD", "POST") for t in targets]
+    answers = decision_nginx.answers(rendered, requests)
+    for (method, target), (status, _) in zip(requests, answers["gate"]):
+        if target in allowed or target in misses:
+            assert (status == 200) == werkzeug_allows(url_map, method, target), (method, target, status)

@@ -13,7 +13,7 @@ from werkzeug.routing import Map, Rule
 
 from phoenix.allowlist import extract_routes, linemap
 from phoenix.allowlist.fastpath import FastPath
-from phoenix.allowlist.render import _QUERY_PART, quote, render
+from phoenix.allowlist.render import _QUERY_PART, Rendered, quote, render, render_gate
 from phoenix.allowlist.rules import compile_routes
 from tests.support.routing import compiled_for
 
@@ -26,14 +26,20 @@ URL_MAP = Map([
 ])
 
 
-def _line_regexes(maps: str, var: str = "$phoenix_x_line") -> list[re.Pattern[str]]:
-    block = maps.split(f'map "$request" {var} {{\n', 1)[1].split("\n}", 1)[0]
-    out = []
-    for entry in block.splitlines()[1:]:  # after the default
-        token = entry.strip().rsplit(" ", 1)[0]
-        assert token.startswith('"~^') and token.endswith('"'), entry
-        out.append(re.compile(token[2:-1].replace("\\\\", "\\")))
-    return out
+def _line_regexes(rendered: Rendered, v: str = "$phoenix_x") -> list[re.Pattern[str]]:
+    """The request-line test's regexes: the one in the gate's ``if``, then those of the map it falls back to."""
+    first = re.search(r'^if \(\$request !~ "(.+)"\) \{ set ' + re.escape(v) + r"_fast (\S+); \}$", rendered.gate, re.M)
+    assert first, rendered.gate
+    tokens = [first.group(1)]
+    if first.group(2) == f"{v}_line":
+        block = rendered.maps.split(f'map "$request" {v}_line {{\n', 1)[1].split("\n}", 1)[0]
+        for entry in block.splitlines()[1:]:  # after the default
+            token = entry.strip().rsplit(" ", 1)[0]
+            assert token.startswith('"~^') and token.endswith('"'), entry
+            tokens.append(token[2:-1])
+    else:
+        assert first.group(2) == f"{v}_deny"
+    return [re.compile(t.replace("\\\\", "\\")) for t in tokens]
 
 
 def _taken(regexes: list[re.Pattern[str]], line: str) -> bool:
@@ -42,9 +48,11 @@ def _taken(regexes: list[re.Pattern[str]], line: str) -> bool:
 
 def test_a_gate_without_the_fast_path_reads_the_request_line_map():
     rendered = render(compiled_for(URL_MAP), "x")
-    assert "if ($phoenix_x_line = 0) { return 404; }" in rendered.gate
-    assert 'map "$request" $phoenix_x_line {\n    default $phoenix_x_allow;\n' in rendered.maps
-    regexes = _line_regexes(rendered.maps)
+    # the gate tests the request line itself (a map would lowercase and hash it first); else the chain's answer
+    assert 'set $phoenix_x_fast "";\nif ($request !~ "^' in rendered.gate
+    assert "if ($phoenix_x_fast) { return 404; }" in rendered.gate and "$phoenix_x_allow = 0" not in rendered.gate
+    assert "$phoenix_x_line" not in rendered.maps  # one regex: no map of a second
+    regexes = _line_regexes(rendered)
     assert len(regexes) == 1  # a small app: one call into PCRE
     taken = ["GET /users/5 HTTP/1.1", "HEAD /users/5 HTTP/1.0", "HEAD /users/5 HTTP/2.0", "GET /users/5?a=1&b HTTP/1.1",
              "POST /login HTTP/1.1", "GET /login HTTP/1.1", "GET /files/a/b.txt HTTP/1.1", "GET /s/x.y HTTP/1.1",
@@ -67,18 +75,21 @@ def test_rules_that_could_let_the_console_through_stay_with_the_chain():
     url_map = Map([Rule("/api/<x>", endpoint="a"), Rule("/api/<int:i>/x", endpoint="b")])
     table = extract_routes.describe(url_map)
     table["app"] = "generated"
-    regexes = _line_regexes(render(compile_routes(table, ["/api/console"]), "x").maps)
+    regexes = _line_regexes(render(compile_routes(table, ["/api/console"]), "x"))
     assert _taken(regexes, "GET /api/5/x HTTP/1.1")
     assert not _taken(regexes, "GET /api/console HTTP/1.1") and not _taken(regexes, "GET /api/other HTTP/1.1")
 
 
 def test_a_gate_with_the_fast_path_reads_the_chain():
     fast = FastPath(parent="/", handler="proxy_pass http://a;")
-    assert "$phoenix_x_line" not in render(compiled_for(URL_MAP), "x", fast=fast).maps
-    # another gate of the same maps file has no fast path (manage.plan): the map is there, this gate does not read it
+    alone = render(compiled_for(URL_MAP), "x", fast=fast)
+    assert alone.line is None and "$request !~" not in alone.gate.split("\nlocation", 1)[0]
+    # another gate of the same maps file has no fast path (manage.plan): its test is made, this gate does not use it
     both = render(compiled_for(URL_MAP), "x", fast=fast, line=True)
-    assert "$phoenix_x_line" in both.maps and "if ($phoenix_x_allow = 0) { return 404; }" in both.gate
-    assert "$phoenix_x_line" not in both.gate
+    assert both.line is not None and both.maps == alone.maps  # one regex: nothing in the maps file
+    assert "if ($phoenix_x_allow = 0) { return 404; }" in both.gate
+    assert both.line.regex not in both.gate and render_gate(compiled_for(URL_MAP), "x", line=both.line)[0] == \
+        render(compiled_for(URL_MAP), "x").gate
 
 
 def test_many_rules_are_cut_into_regexes_that_fit_a_token_and_too_many_get_no_map():
@@ -95,4 +106,19 @@ def test_many_rules_are_cut_into_regexes_that_fit_a_token_and_too_many_get_no_ma
     # tried in turn for every request they do not take: so many are not written, and the gate reads the chain
     rendered = render(compiled, "x")
     assert "$phoenix_x_line" not in rendered.maps and "if ($phoenix_x_allow = 0)" in rendered.gate
-    assert f"no request-line map: its rules would need {len(tokens)} regexes" in rendered.maps and not rendered.line
+    assert f"no request-line test: its rules would need {len(tokens)} regexes" in rendered.maps and not rendered.line
+
+
+def test_two_regexes_the_gate_tests_the_first_and_a_map_the_second():
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    compiled = compiled_for(Map([Rule(f"/{w}{i}/<int:id>", endpoint=f"e{i}") for i, w in enumerate((words * 200)[:1200])]))
+    rendered = render(compiled, "x")
+    assert rendered.line is not None and rendered.line.count == 2 and rendered.line.fallback == "$phoenix_x_line"
+    # the map answers "" where its regex takes the request, else the chain's refusal
+    assert 'map "$request" $phoenix_x_line {\n    default $phoenix_x_deny;\n    "~^' in rendered.maps
+    regexes = _line_regexes(rendered)
+    assert len(regexes) == 2
+    for i in (0, 599, 600, 1199):
+        line = f"GET /{words[i % 6]}{i}/7 HTTP/1.1"
+        assert sum(bool(r.match(line)) for r in regexes) == 1, line  # each rule's targets in one of them
+        assert not _taken(regexes, f"GET /{words[i % 6]}{i}/x HTTP/1.1")

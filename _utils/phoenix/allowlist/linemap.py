@@ -1,46 +1,53 @@
-"""The request-line map: the fast path of a gate that can hold no nested locations.
+"""The request-line test: the fast path of a gate that can hold no nested locations.
 
 A gate file included in several locations (``location /`` and ``location /api/``) cannot hold the fast path
 (``fastpath.choose_each``: NGINX refuses a nested prefix location outside its parent's name), nor can one whose
 location uses ``rewrite`` and the like. There the maps decided every request: for a dynamic route two regexes,
 two hash lookups and the subjects built for them, +6.1K instructions per request without JIT, 1.05-1.08 times
-the CPU of the same config without the allowlist (bench/README.md). This map decides the commonest allowed
+the CPU of the same config without the allowlist (bench/README.md). Such a gate decides the commonest allowed
 requests with one regex on the request line NGINX already holds, as the fast path's locations do::
 
-    map $request $phoenix_<app>_line {
-        default $phoenix_<app>_allow;              # anything else: the full map chain decides, as before
-        "~^(?:(?:GET|HEAD|OPTIONS) /(?:d(?:1/[0-9]+|3/[0-9]+)|login)|POST /login)(?:\\?<query>)? HTTP/" 1;
+    set $phoenix_<app>_fast "";
+    if ($request !~ "^(?:(?:GET|HEAD|OPTIONS) /(?:d(?:1/[0-9]+|3/[0-9]+)|login)|POST /login)(?:\\?<query>)? HTTP/") {
+        set $phoenix_<app>_fast $phoenix_<app>_deny;   # anything else: the full map chain decides, as before
     }
+    if ($phoenix_<app>_fast) { return 404; }
 
-and such a gate reads ``if ($phoenix_<app>_line = 0)``. ``$request`` is ``<method> <raw target> <protocol>``.
+``$request`` is ``<method> <raw target> <protocol>``.
 A request matches only when its method is one of a rule's and its raw target is matched by the rule's regex
 narrowed to targets NGINX leaves as they are (``rules.Pattern.raw``, a static path written out where it is one,
 ``fastpath._GROUPABLE``): no %-escape, no dot segment, no ``//``, so the target is ``$uri`` itself and the rule's
 own regex matches ``$uri`` too; the query after it is checked for Werkzeug's ``__debugger__`` in any encoding as
 the maps check it (``render._QUERY``'s test), and a space followed by ``H`` ends the target in NGINX's parser
-(``fastpath._PROTOCOL``). So the map only ever *accepts* what the chain would accept; everything else (an escape,
-another method, a path no rule has, a console path) gets the chain's answer through its default. Rules that could
-let a console path through stay with the chain, as they do in the fast path.
+(``fastpath._PROTOCOL``). So the test only ever *accepts* what the chain would accept; everything else (an escape,
+another method, a path no rule has, a console path) gets the chain's answer (``..._deny``: non-empty where the maps
+refuse). Rules that could let a console path through stay with the chain, as they do in the fast path.
 
 The rules' targets are one alternation per method set, their common leading literals written once
-(``fastpath.factored``), cut into regexes that fit one NGINX token, which the map tries in turn. Measured with
-callgrind on the layout with one gate file in two locations (bench/allowlist_layouts.py, ``multi``): a dynamic
-route +6.1K -> +3.2K instructions per request without JIT, +4.8K -> +1.8K with it (1,000 routes). Rules that need
-more than ``MAX_REGEXES`` regexes get no map.
+(``fastpath.factored``), cut into regexes that fit one NGINX token: the gate tests the first, and where there is a
+second, falls back to ``map $request $phoenix_<app>_line`` (``""`` where it matches, else ``..._deny``). Measured
+with callgrind on the layout with one gate file in two locations (bench/allowlist_layouts.py, ``multi``): a dynamic
+route +6.1K -> +2.5K instructions per request without JIT, +4.8K -> +1.1K with it (1,000 routes). Session 10 had
+the first regex in a map too (+3.2K / +1.8K): NGINX's map lowercases its whole subject into a new buffer and looks
+it up in its hash before it tries a regex, even where it has no key. Rules that need more than ``MAX_REGEXES``
+regexes get no test (1,000 routes of random words need 9). Dispatching them on the first segment (a capture, a
+hash, a regex per shape class, as the chain does) was measured and not kept: +6.0K / +4.6K against the chain's
++6.5K / +5.2K (bench/README.md, session 11).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from .dialect import literal
 from .fastpath import _GROUPABLE, _PROTOCOL, MAX_TOKEN, _sequence, factored
 from .rules import Compiled, Pattern
 
-#: at most this many regexes: NGINX's map tries them in turn, each a call into PCRE (about 0.5K instructions without
-#: JIT even where it fails at once), for every request the map does not take (a refused path, an escape). The rules
+#: at most this many regexes: they are tried in turn, each a call into PCRE (about 0.5K instructions without JIT
+#: even where it fails at once), for every request the test does not take (a refused path, an escape). The rules
 #: of the benchmark's app fit one at 5,000 routes (their names factor well); 1,000 routes of random words need 9,
-#: 5,000 need 39: there the map is not written and such gates read the chain, as before
+#: 5,000 need 39: there is no test then, and such gates read the chain, as before
 MAX_REGEXES = 2
 
 
@@ -116,4 +123,38 @@ def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str],
     return out
 
 
-__all__ = ["MAX_REGEXES", "regexes", "targets"]
+@dataclass(frozen=True)
+class Line:
+    """The request-line test of a gate without the fast path."""
+
+    #: the first regex (a quoted NGINX token), tested by the gate itself
+    regex: str
+    #: what the gate asks where it does not match: the map of the second regex (``$phoenix_<app>_line``) or the
+    #: chain's refusal (``$phoenix_<app>_deny``: non-empty where the maps refuse)
+    fallback: str
+    #: how many rules' targets the regexes hold, and how many regexes there are
+    rules: int
+    count: int
+
+
+def test(regexes: list[str], v: str, rules: int) -> Line:
+    """The test of ``regexes`` (``regexes``' map tokens, ``~`` first): the gate tests the first, a map the second."""
+    first = regexes[0]
+    return Line(first[0] + first[2:], f"{v}_line" if len(regexes) > 1 else f"{v}_deny", rules, len(regexes))
+
+
+def gate_lines(line: Line, v: str, status: int) -> list[str]:
+    """The gate's test (``v`` is ``$phoenix_<app>``): the regex in an ``if`` of the rewrite module, which unlike a
+    map does not lowercase and hash the request line before its regexes (-0.63K instructions per request, with or
+    without JIT); ``..._fast`` is set first, so that NGINX has no uninitialised variable to warn of."""
+    return [
+        f"# no fast path here: {line.rules} rules' commonest requests (method, raw target NGINX leaves as it is, query "
+        f"without __debugger__) in {line.count} regex{'es' if line.count != 1 else ''} on the request line; anything "
+        "else asks the maps",
+        f'set {v}_fast "";',
+        f"if ($request !~ {line.regex}) {{ set {v}_fast {line.fallback}; }}",
+        f"if ({v}_fast) {{ return {status}; }}",
+    ]
+
+
+__all__ = ["MAX_REGEXES", "Line", "gate_lines", "regexes", "targets", "test"]

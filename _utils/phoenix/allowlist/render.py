@@ -78,8 +78,8 @@ class Rendered:
     variable: str
     #: what the fast path covers, for comments and logs ("" when it is off)
     fast: str = ""
-    #: the maps file holds the request-line map (``linemap``), which gates without the fast path read
-    line: bool = False
+    #: the request-line test of gates without the fast path (``linemap``), None where there is none
+    line: linemap.Line | None = None
 
 
 def app_id(name: str) -> str:
@@ -175,9 +175,10 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     page (see :func:`intercept_lines`); empty: the app's 500s pass through. ``merge_slashes=True``: no server of
     the configuration has ``merge_slashes off`` (``Inspection.merge_slashes_off``, read by ``manage.plan``), so a raw
     path equal to ``$uri`` holds no ``//`` and needs no test of its own (``_SAME_TAIL``); the default tests each
-    raw path, right for any configuration. ``line``: the maps file holds the request-line map (``linemap``), which a
-    gate without the fast path reads (``$phoenix_<app>_line``, the same answers as ``..._allow``); by default when
-    this gate has no fast path (``manage.plan`` also asks for it when one of the gate's per-location copies has none).
+    raw path, right for any configuration. ``line``: make the request-line test (``linemap``: ``Rendered.line``, and
+    the map of its second regex if it has one) that a gate without the fast path makes, with the same answers as
+    ``..._allow``; by default when this gate has no fast path (``manage.plan`` also asks for it when one of the
+    gate's per-location copies has none).
     """
     if line is None:
         line = fast is None
@@ -285,38 +286,42 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
           f"{len(rest)} rules whose first segment is dynamic; everything else is refused")
     # the fast path's fallback (the same maps file whether it is used or not): non-empty when the maps refuse
     block(allow, f"{v}_deny", [(quote("0"), "1")], '""', "the fast path's fallback: non-empty when the maps refuse")
+    test: linemap.Line | None = None
     if line:
         by_methods = linemap.targets(compiled, console_check(compiled))
         regexes = linemap.regexes(by_methods, _QUERY_PART, quote)
-        line = 0 < len(regexes) <= linemap.MAX_REGEXES
-    if not line and regexes:
-        lines.extend((f"# no request-line map: its rules would need {len(regexes)} regexes, tried in turn for every request "
-                      f"it does not take (at most {linemap.MAX_REGEXES}: linemap.MAX_REGEXES)", ""))
-    if line:
-        block("$request", f"{v}_line", [(r, "1") for r in regexes], allow,
-              f"a gate without the fast path: {sum(map(len, by_methods.values()))} rules' commonest requests (method, raw "
-              f"target NGINX leaves as it is, query without __debugger__) in {len(regexes)} regex"
-              f"{'es' if len(regexes) != 1 else ''} on the request line; anything else asks {allow}")
-    gate, summary = render_gate(compiled, name, status, fast, strict_paths, intercept_errors, line=line)
-    return Rendered(maps="\n".join(lines), gate=gate, variable=allow, fast=summary, line=line)
+        if 0 < len(regexes) <= linemap.MAX_REGEXES:
+            test = linemap.test(regexes, v, sum(map(len, by_methods.values())))
+    if not test and regexes:
+        lines.extend((f"# no request-line test: its rules would need {len(regexes)} regexes, tried in turn for every "
+                      f"request it does not take (at most {linemap.MAX_REGEXES}: linemap.MAX_REGEXES)", ""))
+    if test and len(regexes) > 1:
+        block("$request", f"{v}_line", [(r, '""') for r in regexes[1:]], f"{v}_deny",
+              "the request-line test's second regex (a gate without the fast path tests the first): empty where it "
+              "takes the request, else the chain's answer")
+    gate, summary = render_gate(compiled, name, status, fast, strict_paths, intercept_errors, line=test)
+    return Rendered(maps="\n".join(lines), gate=gate, variable=allow, fast=summary, line=test)
 
 
 def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath | None = None,
                 strict_paths: bool = True, intercept_errors: tuple[str, ...] = (), copy_for: str = "",
-                line: bool = False) -> tuple[str, str]:
+                line: linemap.Line | None = None) -> tuple[str, str]:
     """The gate file for the maps file ``name`` (with the fast path if given), and what the fast path covers.
 
     ``copy_for``: the location a per-location copy of the gate is for (``nginxconf.location_gates``). ``line``: the
-    maps file holds the request-line map, which a gate without the fast path reads (``linemap``).
+    request-line test (``render``'s ``Rendered.line``), which a gate without the fast path makes (``linemap``).
     """
-    allow = f"$phoenix_{app_id(name)}_{'line' if line and fast is None else 'allow'}"
+    v = f"$phoenix_{app_id(name)}"
     gate = [
         f"# Phoenix allowlist gate for {name} (generated by nginx_whitelist; edits are overwritten).",
         f"# The copy of the gate for {copy_for}: include it there only." if copy_for else
         "# Include inside every location that passes requests to the app.",
         *intercept_lines(intercept_errors),
-        f"if ({allow} = 0) {{ return {int(status)}; }}",
     ]
+    if line is not None and fast is None:
+        gate += linemap.gate_lines(line, v, int(status))
+    else:
+        gate.append(f"if ({v}_allow = 0) {{ return {int(status)}; }}")
     summary = ""
     if fast is not None:
         nested, count, prefixes, exacts, direct = render_locations(compiled, fast, app_id(name), status, quote,
