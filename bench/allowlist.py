@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import shutil
 import statistics
+import string
 import subprocess
 import sys
 import tempfile
@@ -56,6 +58,37 @@ def make_app(directory: Path, n: int) -> str:
     module = f"bench_app_{n}"
     (directory / f"{module}.py").write_text(APP_TEMPLATE.format(n=n))
     return f"{module}:app"
+
+
+WORDS_TEMPLATE = '''\
+import random
+import string
+
+from flask import Flask
+
+app = Flask(__name__, static_folder=None)
+
+
+def _view(**kwargs):
+    return "ok"
+
+
+_rnd = random.Random({n})
+WORDS = sorted({{"".join(_rnd.choice(string.ascii_lowercase) for _ in range(4 + i % 6)) for i in range({n})}})[:{half}]
+for i, word in enumerate(WORDS):
+    app.add_url_rule(f"/{{word}}/<int:id>", f"d{{i}}", _view)
+    app.add_url_rule(f"/{{word}}/list", f"s{{i}}", _view)
+'''
+
+
+def make_words_app(directory: Path, n: int) -> tuple[str, str, str]:
+    """An app of N routes whose names do not factor: ``/<word>/<int:id>`` and ``/<word>/list`` for N/2 random words
+    (seeded by N). Returns the app's spec, its last word's dynamic route and its last static one."""
+    module = f"words_app_{n}"
+    (directory / f"{module}.py").write_text(WORDS_TEMPLATE.format(n=n, half=n // 2))
+    rnd = random.Random(n)  # the same words as the app's
+    words = sorted({"".join(rnd.choice(string.ascii_lowercase) for _ in range(4 + i % 6)) for i in range(n)})[:n // 2]
+    return f"{module}:app", f"/{words[-1]}/12345", f"/{words[-1]}/list"
 
 
 def last_dynamic(n: int) -> str:

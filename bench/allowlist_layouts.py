@@ -43,7 +43,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "_utils"), str(HERE.parent), str(HERE)]
 
-from allowlist import _wrk_argv, _wrk_result, last_dynamic, make_app, paired_round, user_system  # noqa: E402
+from allowlist import (_wrk_argv, _wrk_result, last_dynamic, make_app, make_words_app, paired_round,  # noqa: E402
+                       user_system)
 from devtools.nginx import Nginx, free_port, wait_port  # noqa: E402
 from phoenix.allowlist import manage  # noqa: E402
 
@@ -314,6 +315,9 @@ def main() -> int:
     ap.add_argument("--routes", default="dynamic", help="dynamic, static or both (dynamic,static)")
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--no-wrk", action="store_true")
+    ap.add_argument("--app", default="bench", choices=("bench", "words"),
+                    help="bench: /s<i> and /d<i>/<int:id>; words: /<word>/<int:id> and /<word>/list (random words, "
+                         "names that do not factor)")
     args = ap.parse_args()
     callgrind = bool(not args.no_callgrind and shutil.which("valgrind"))
     rows = []
@@ -324,8 +328,12 @@ def main() -> int:
         print(f"nginx {subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}, "
               f"{os.cpu_count()} cores; ratios = allowlist / the same config without it (same run)")
         for n in (int(s) for s in args.sizes.split(",")):
-            app = make_app(app_dir, n)
-            every = {"dynamic": last_dynamic(n), "static": f"/s{n - 1 if (n - 1) % 2 == 0 else n - 2}"}
+            if args.app == "words":
+                app, dynamic, static = make_words_app(app_dir, n)
+                every = {"dynamic": dynamic, "static": static}
+            else:
+                app = make_app(app_dir, n)
+                every = {"dynamic": last_dynamic(n), "static": f"/s{n - 1 if (n - 1) % 2 == 0 else n - 2}"}
             targets = [(kind, every[kind]) for kind in args.routes.split(",")]
             for layout in args.layouts.split(","):
                 for jit in (j == "on" for j in args.jit.split(",")):  # the fast path's shape follows pcre_jit
