@@ -5,11 +5,11 @@ app's, ``if`` blocks and ``set`` around the gate, ``limit_except``, ``proxy_pass
 upstreams echo the URI they get), and several locations reaching the app: through one gate file, where the
 gate alone decides, and each through its own copy of the gate, with a fast path each. The fast path is chosen by
 ``fastpath.choose`` on the layout's real config (crossplane), so what is tested is what the state
-would render. One NGINX (with ``pcre_jit on``) runs each layout three times: the gate alone, the gate with
-its fast path, and with the fast path as rendered for a ``pcre_jit on`` configuration (more rules per shared
-location, static ones in their regexes). Every request must get the same status and body from all three (the
-fast path's handler answers "fast", the user's "app"), and the gate alone must agree with Werkzeug wherever
-the request reached the app.
+would render. One NGINX (with ``pcre_jit on``) runs each layout four times: the gate alone, the gate with
+its fast path, and as rendered for a ``pcre_jit on`` configuration: with the gate's request-line test where the
+rules fit one regex (``render_gate``), and with the nested locations (more rules per shared location, static ones
+in their regexes). Every request must get the same status and body from all four (the fast path's handler answers
+"fast", the user's "app"), and the gate alone must agree with Werkzeug wherever the request reached the app.
 """
 
 from __future__ import annotations
@@ -120,24 +120,28 @@ def _answers(state, compiled, requests):
     (root / "maps.conf").write_text(render(compiled, "prop").maps)
     (root / "gate.conf").write_text(render_gate(compiled, "prop")[0])
     servers, ports = [], {}
-    free = _ports(3 * len(state["fast"]) + 2)
+    free = _ports(4 * len(state["fast"]) + 2)
     echo = {"app": free.pop(), "fast": free.pop()}
     for layout, fast in state["fast"].items():
         if fast is not None and fast.uri_target:
             fast = dataclasses.replace(fast, handler=f"proxy_pass http://127.0.0.1:{echo['fast']}/;",
                                        uri_target=f"http://127.0.0.1:{echo['fast']}/")
-        ports[layout] = (free.pop(), free.pop(), free.pop())
+        ports[layout] = (free.pop(), free.pop(), free.pop(), free.pop())
         servers.append(_server(layout, ports[layout][0], root / "gate.conf", echo))
-        # the fast path as rendered for a configuration without and with pcre_jit (more rules per location)
-        for jit, port in ((False, ports[layout][1]), (True, ports[layout][2])):
-            kind = "jit" if jit else "fast"
+        # the fast path as rendered for a configuration without and with pcre_jit: with it, rules that fit one regex
+        # get the gate's request-line test instead of nested locations (render_gate), and "jitn" is the nested
+        # locations of a JIT configuration (more rules per location, static ones too)
+        for kind, jit, port in (("fast", False, ports[layout][1]), ("jit", True, ports[layout][2]),
+                                ("jitn", True, ports[layout][3])):
             (root / f"{layout}.{kind}").write_text(
-                render(compiled, "prop", fast=fast and dataclasses.replace(fast, jit=jit)).gate)
+                render(compiled, "prop", fast=fast and dataclasses.replace(fast, jit=jit),
+                       line=False if kind == "jitn" else None).gate)
             copy = None
             if layout in state["copies"]:  # the other location's own copy of the gate, with its fast path
                 copy = root / f"{layout}.{kind}.copy"
+                test = render(compiled, "prop", line=True).line if kind == "jit" else None
                 copy.write_text(render_gate(compiled, "prop", fast=dataclasses.replace(state["copies"][layout], jit=jit),
-                                            copy_for="/a")[0])
+                                            copy_for="/a", line=test)[0])
             servers.append(_server(layout, port, root / f"{layout}.{kind}", echo, copy))
     servers += [f'server {{ listen 127.0.0.1:{port}; return 200 "{kind} $request_uri\\n"; }}'
                 for kind, port in echo.items()]
@@ -147,12 +151,13 @@ def _answers(state, compiled, requests):
     ngx.start(ports["fits"][0])
     try:
         out = {}
-        for layout, (gate_port, fast_port, jit_port) in ports.items():
+        for layout, (gate_port, fast_port, jit_port, nested_port) in ports.items():
             out[layout] = []
             for m, p in requests:
                 fast = request(fast_port, m, p)[::2]
-                jit = request(jit_port, m, p)[::2]  # the JIT configuration's fast path answers alike
-                assert (jit[0], _as_app(jit[1])) == (fast[0], _as_app(fast[1])), (layout, m, p, fast, jit)
+                for port in (jit_port, nested_port):  # the JIT configuration's gates answer alike
+                    jit = request(port, m, p)[::2]
+                    assert (jit[0], _as_app(jit[1])) == (fast[0], _as_app(fast[1])), (layout, m, p, fast, jit, port)
                 out[layout].append((request(gate_port, m, p)[::2], fast))
         return out
     finally:

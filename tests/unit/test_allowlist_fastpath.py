@@ -282,7 +282,13 @@ def test_rules_share_prefix_locations_and_with_jit_static_ones_too():
     compiled = compiled_for(Map(rules))
     fast = FastPath(parent="/", handler="proxy_pass http://a;")
     plain = render(compiled, "x", fast=fast)
-    jit = render(compiled, "x", fast=dataclasses.replace(fast, jit=True))
+    # with JIT rules that fit one regex get the gate's request-line test instead of nested locations (render_gate;
+    # the dot-segment rule is left to the maps)
+    tested = render(compiled, "x", fast=dataclasses.replace(fast, jit=True))
+    assert tested.fast == "request-line test: 40 rules in one regex in location / (pcre_jit on: cheaper than nested " \
+                          "locations)"
+    assert "\nlocation" not in tested.gate and 'if ($request !~ "^' in tested.gate and tested.line.count == 1
+    jit = render(compiled, "x", fast=dataclasses.replace(fast, jit=True), line=False)  # the nested locations
     # without JIT: at most GROUP (8) rules per prefix location, each static rule its exact location (and the rule
     # with a dot segment, which no raw target reaches as it is, its exact location with the $uri test)
     assert plain.fast == "fast path: 41 rules in 3 prefix and 21 exact locations inside location /"
@@ -293,4 +299,4 @@ def test_rules_share_prefix_locations_and_with_jit_static_ones_too():
     assert jit.fast == "fast path: 41 rules in 2 prefix and 1 exact locations inside location /"
     assert 'if ($request !~ "^GET /s(?:[0468]|[13][02468]|2(?:|[02468])) HTTP/")' in jit.gate
     assert 'location = "/s38"' not in jit.gate and 'location = "/a.b/./c" {' in jit.gate
-    assert jit.maps == plain.maps
+    assert jit.maps == plain.maps == tested.maps

@@ -148,7 +148,7 @@ def gate_lines(line: Line, v: str, status: int) -> list[str]:
     map does not lowercase and hash the request line before its regexes (-0.63K instructions per request, with or
     without JIT); ``..._fast`` is set first, so that NGINX has no uninitialised variable to warn of."""
     return [
-        f"# no fast path here: {line.rules} rules' commonest requests (method, raw target NGINX leaves as it is, query "
+        f"# request-line test: {line.rules} rules' commonest requests (method, raw target NGINX leaves as it is, query "
         f"without __debugger__) in {line.count} regex{'es' if line.count != 1 else ''} on the request line; anything "
         "else asks the maps",
         f'set {v}_fast "";',

@@ -192,8 +192,10 @@ def plan(
     if intercept_errors:
         used = {d for loc in inspection.locations for d, _, _ in loc.own if d in PASS_DIRECTIVES}
         intercept = tuple(sorted(used)) or ("proxy_pass",)
-    # a gate without the fast path (the gate's, or a per-location copy's) makes the request-line test (linemap)
-    line = fast is None or any(chosen.get(path, (None, off))[0] is None for path in inspection.location_gates)
+    # a gate without the fast path (the gate's, or a per-location copy's) makes the request-line test (linemap), and
+    # with pcre_jit on one whose rules fit one regex makes it instead of its nested locations (render_gate)
+    line = fast is None or inspection.pcre_jit or \
+        any(chosen.get(path, (None, off))[0] is None for path in inspection.location_gates)
     rendered = render(compiled, name, status=status, header=header, fast=fast, strict_paths=strict_paths,
                       intercept_errors=intercept, merge_slashes=not inspection.merge_slashes_off, line=line)
     copies: dict[str, tuple[str, str, str]] = {}

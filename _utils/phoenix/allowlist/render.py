@@ -181,7 +181,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     gate's per-location copies has none).
     """
     if line is None:
-        line = fast is None
+        line = fast is None or fast.jit
     regexes: list[str] = []
     aid = app_id(name)
     v = f"$phoenix_{aid}"
@@ -318,12 +318,18 @@ def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath
         "# Include inside every location that passes requests to the app.",
         *intercept_lines(intercept_errors),
     ]
-    if line is not None and fast is None:
+    summary = ""
+    if line is not None and (fast is None or (fast.jit and line.count == 1)):
+        # with pcre_jit on, one JIT-compiled regex in the location costs less than the nested locations, whose tree
+        # NGINX walks and whose own regex it runs: +1.1K instead of +1.2-1.4K instructions per request, and none of
+        # their memory (bench/README.md, session 11)
         gate += linemap.gate_lines(line, v, int(status))
+        if fast is not None:
+            summary = (f"request-line test: {line.rules} rules in one regex in location {fast.parent} (pcre_jit on: "
+                       "cheaper than nested locations)")
     else:
         gate.append(f"if ({v}_allow = 0) {{ return {int(status)}; }}")
-    summary = ""
-    if fast is not None:
+    if fast is not None and not summary:
         nested, count, prefixes, exacts, direct = render_locations(compiled, fast, app_id(name), status, quote,
                                                                    console_check(compiled), strict_paths,
                                                                    bool(intercept_errors))
