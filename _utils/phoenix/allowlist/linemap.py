@@ -74,10 +74,14 @@ def targets(compiled: Compiled, console: Callable[[Pattern], bool]) -> dict[str,
     return dict(sorted(by_methods.items(), key=lambda kv: (-len(kv[1]), kv[0])))
 
 
-def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str], str]) -> list[str]:
-    """The map's regexes (quoted NGINX tokens, each at most ``MAX_TOKEN`` long): per method set, its targets'
-    alternation cut where a token is full, and what is left of one set in the same token as the next (the map
-    tries its regexes in turn, each a call into PCRE); ``query`` is what may follow a target before the protocol."""
+def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str], str],
+            limit: int | None = None) -> list[str] | None:
+    """The test's regexes (quoted NGINX map tokens, ``~`` first, each at most ``MAX_TOKEN`` long): per method set,
+    its targets' alternation cut where a token is full, and what is left of one set in the same token as the next
+    (they are tried in turn, each a call into PCRE); ``query`` is what may follow a target before the protocol.
+    With ``limit``: None where they would be more than that many, found without cutting them all (5,000 routes of
+    random words need 39, whose cutting took 0.3 s): once more are full, or at once where each method set's rules
+    factored whole need more than ``limit + 1`` tokens' worth (cut into runs, they only lose common heads)."""
 
     def token(bodies: list[str]) -> str:
         line = bodies[0] if len(bodies) == 1 else "(?:" + "|".join(bodies) + ")"
@@ -87,11 +91,17 @@ def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str],
         return method + " " + _sequence(factored(raws))
 
     bodies: list[str] = []
+    full = 0
+    wholes = {method: body(method, sorted(set(raws))) for method, raws in by_methods.items()}
+    if limit is not None and sum(map(len, wholes.values())) > (limit + 1) * MAX_TOKEN:
+        return None
     for method, raws in by_methods.items():
         raws = sorted(set(raws))
         lo = 0
         while lo < len(raws):
-            whole = body(method, raws[lo:])
+            if limit is not None and full > limit:
+                return None
+            whole = wholes[method] if lo == 0 else body(method, raws[lo:])
             if len(token([whole])) <= MAX_TOKEN:  # the common case (the rules factor well): one factoring
                 bodies.append(whole)
                 break
@@ -110,6 +120,7 @@ def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str],
                 else:
                     bad = mid
             bodies.append(body(method, raws[lo:good]))
+            full += 1
             lo = good
     out: list[str] = []
     packed: list[str] = []

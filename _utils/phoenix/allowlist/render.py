@@ -182,7 +182,6 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     """
     if line is None:
         line = fast is None or fast.jit
-    regexes: list[str] = []
     aid = app_id(name)
     v = f"$phoenix_{aid}"
     allow = f"{v}_allow"
@@ -287,15 +286,16 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     # the fast path's fallback (the same maps file whether it is used or not): non-empty when the maps refuse
     block(allow, f"{v}_deny", [(quote("0"), "1")], '""', "the fast path's fallback: non-empty when the maps refuse")
     test: linemap.Line | None = None
+    regexes: list[str] | None = []
     if line:
         by_methods = linemap.targets(compiled, console_check(compiled))
-        regexes = linemap.regexes(by_methods, _QUERY_PART, quote)
-        if 0 < len(regexes) <= linemap.MAX_REGEXES:
+        regexes = linemap.regexes(by_methods, _QUERY_PART, quote, linemap.MAX_REGEXES)
+        if regexes:
             test = linemap.test(regexes, v, sum(map(len, by_methods.values())))
-    if not test and regexes:
-        lines.extend((f"# no request-line test: its rules would need {len(regexes)} regexes, tried in turn for every "
-                      f"request it does not take (at most {linemap.MAX_REGEXES}: linemap.MAX_REGEXES)", ""))
-    if test and len(regexes) > 1:
+        elif regexes is None:
+            lines.extend((f"# no request-line test: its rules would need more than {linemap.MAX_REGEXES} regexes, tried "
+                          "in turn for every request it does not take (linemap.MAX_REGEXES)", ""))
+    if test and regexes and len(regexes) > 1:
         block("$request", f"{v}_line", [(r, '""') for r in regexes[1:]], f"{v}_deny",
               "the request-line test's second regex (a gate without the fast path tests the first): empty where it "
               "takes the request, else the chain's answer")
