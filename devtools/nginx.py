@@ -30,6 +30,10 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+class PortTaken(RuntimeError):
+    """Another process took one of the ports NGINX was to listen on (``Nginx.start``)."""
+
+
 MAIN_CONF = """\
 {user}daemon off;
 master_process {master};
@@ -74,14 +78,23 @@ class Nginx:
     def test(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.argv("-t"), capture_output=True, text=True, check=False)
 
-    def start(self, port: int | None = None) -> "Nginx":
+    def start(self, port: int | None = None, others: tuple[int, ...] = ()) -> "Nginx":
+        """Start NGINX and wait until ``port`` (and each of ``others``) listens. With ``others``, a port another
+        process took between ``free_port()`` and NGINX's bind (NGINX logs the failed bind() as it binds the rest,
+        and the port answers, but not from this NGINX) raises ``PortTaken``: start again on other ports."""
+        before = len(self.error_log())  # the prefix may hold an earlier run's log
         self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if port:
             try:
-                wait_port(port)
+                for p in (port, *others):
+                    wait_port(p)
             except TimeoutError:
                 self.stop()
                 raise RuntimeError(f"nginx did not start: {self.error_log()[-2000:]}")
+            if others and "bind() to 127.0.0.1:" in self.error_log()[before:]:
+                log = self.error_log()[before:][-1000:]
+                self.stop()
+                raise PortTaken(f"a port was taken before nginx bound it: {log}")
         return self
 
     def reload(self) -> None:

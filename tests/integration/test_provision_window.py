@@ -168,8 +168,15 @@ def adapter(cloud) -> AWS:
     return AWS(settings_from({"endpoint_url": cloud.endpoint, "region": "us-east-1", "max_attempts": 2}))
 
 
-def events(event_listener, daemon_id, tag, after):
-    return sorted(event_listener.get_events([(daemon_id, tag)], after_time=after), key=lambda e: e.stamp)
+def events(event_listener, daemon_id, tag, after, timeout=30.0):
+    """The master's events with ``tag`` since ``after``, waiting until there is one: the event bus delivers them
+    to the listener after the call that caused them has returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = sorted(event_listener.get_events([(daemon_id, tag)], after_time=after), key=lambda e: e.stamp)
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def run(salt_master, instance_id, *args, timeout=120):
@@ -214,10 +221,11 @@ def test_only_the_minion_in_its_window_gets_the_secret_and_loses_it_at_continue(
     # the ledger alone is not enough: an in-flight action while AWS says InService gives nothing
     ledger.record("forged-" + tokens[inside], inside, group, "provision", LAUNCHING, heartbeat_timeout=900,
                   global_deadline=time.time() + 3600)
+    forged = time.time()
     assert run(salt_master, inside, "saltutil.refresh_pillar", "wait=True").returncode == 0
     assert run(salt_master, inside, "pillar.get", "phoenix:secrets:values:deploy_token").data == ""
-    refused = events(event_listener, salt_master.id, f"phoenix/secrets/{inside}/refused", start)
-    assert refused[-1].data["reason"] == "AWS says InService, not Pending:Wait"
+    refused = events(event_listener, salt_master.id, f"phoenix/secrets/{inside}/refused", forged)
+    assert refused and refused[-1].data["reason"] == "AWS says InService, not Pending:Wait"
     ledger.finish("forged-" + tokens[inside], "gone", "test clean-up")
     # pillar.items on the provisioned minion: references, never a value
     items = run(salt_master, inside, "pillar.items").data
