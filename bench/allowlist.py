@@ -61,9 +61,6 @@ def make_app(directory: Path, n: int) -> str:
 
 
 WORDS_TEMPLATE = '''\
-import random
-import string
-
 from flask import Flask
 
 app = Flask(__name__, static_folder=None)
@@ -73,9 +70,7 @@ def _view(**kwargs):
     return "ok"
 
 
-_rnd = random.Random({n})
-WORDS = sorted({{"".join(_rnd.choice(string.ascii_lowercase) for _ in range(4 + i % 6)) for i in range({n})}})[:{half}]
-for i, word in enumerate(WORDS):
+for i, word in enumerate({words!r}):
     app.add_url_rule(f"/{{word}}/<int:id>", f"d{{i}}", _view)
     app.add_url_rule(f"/{{word}}/list", f"s{{i}}", _view)
 '''
@@ -84,10 +79,10 @@ for i, word in enumerate(WORDS):
 def make_words_app(directory: Path, n: int) -> tuple[str, str, str]:
     """An app of N routes whose names do not factor: ``/<word>/<int:id>`` and ``/<word>/list`` for N/2 random words
     (seeded by N). Returns the app's spec, its last word's dynamic route and its last static one."""
-    module = f"words_app_{n}"
-    (directory / f"{module}.py").write_text(WORDS_TEMPLATE.format(n=n, half=n // 2))
-    rnd = random.Random(n)  # the same words as the app's
+    rnd = random.Random(n)
     words = sorted({"".join(rnd.choice(string.ascii_lowercase) for _ in range(4 + i % 6)) for i in range(n)})[:n // 2]
+    module = f"words_app_{n}"
+    (directory / f"{module}.py").write_text(WORDS_TEMPLATE.format(words=words))
     return f"{module}:app", f"/{words[-1]}/12345", f"/{words[-1]}/list"
 
 

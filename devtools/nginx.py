@@ -91,10 +91,10 @@ class Nginx:
             except TimeoutError:
                 self.stop()
                 raise RuntimeError(f"nginx did not start: {self.error_log()[-2000:]}")
-            if others and "bind() to 127.0.0.1:" in self.error_log()[before:]:
-                log = self.error_log()[before:][-1000:]
+            log = self.error_log()[before:] if others else ""
+            if "bind() to 127.0.0.1:" in log:
                 self.stop()
-                raise PortTaken(f"a port was taken before nginx bound it: {log}")
+                raise PortTaken(f"a port was taken before nginx bound it: {log[-1000:]}")
         return self
 
     def reload(self) -> None:

@@ -127,7 +127,8 @@ def _answers_once(state, compiled, requests):
     root = state["root"]
     # the maps file with the request-line map (which multi's gate without the fast path reads), and the gate of the
     # map chain alone: what every layout must answer like
-    (root / "maps.conf").write_text(render(compiled, "prop").maps)
+    alone = render(compiled, "prop")  # its request-line test is the JIT configuration's copies' too
+    (root / "maps.conf").write_text(alone.maps)
     (root / "gate.conf").write_text(render_gate(compiled, "prop")[0])
     servers, ports = [], {}
     free = _ports(4 * len(state["fast"]) + 2)
@@ -149,9 +150,8 @@ def _answers_once(state, compiled, requests):
             copy = None
             if layout in state["copies"]:  # the other location's own copy of the gate, with its fast path
                 copy = root / f"{layout}.{kind}.copy"
-                test = render(compiled, "prop", line=True).line if kind == "jit" else None
                 copy.write_text(render_gate(compiled, "prop", fast=dataclasses.replace(state["copies"][layout], jit=jit),
-                                            copy_for="/a", line=test)[0])
+                                            copy_for="/a", line=alone.line if kind == "jit" else None)[0])
             servers.append(_server(layout, port, root / f"{layout}.{kind}", echo, copy))
     servers += [f'server {{ listen 127.0.0.1:{port}; return 200 "{kind} $request_uri\\n"; }}'
                 for kind, port in echo.items()]

@@ -92,11 +92,11 @@ def regexes(by_methods: dict[str, list[str]], query: str, quote: Callable[[str],
 
     bodies: list[str] = []
     full = 0
-    wholes = {method: body(method, sorted(set(raws))) for method, raws in by_methods.items()}
+    runs = {method: sorted(set(raws)) for method, raws in by_methods.items()}
+    wholes = {method: body(method, raws) for method, raws in runs.items()}
     if limit is not None and sum(map(len, wholes.values())) > (limit + 1) * MAX_TOKEN:
         return None
-    for method, raws in by_methods.items():
-        raws = sorted(set(raws))
+    for method, raws in runs.items():
         lo = 0
         while lo < len(raws):
             if limit is not None and full > limit:

@@ -286,7 +286,6 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
     # the fast path's fallback (the same maps file whether it is used or not): non-empty when the maps refuse
     block(allow, f"{v}_deny", [(quote("0"), "1")], '""', "the fast path's fallback: non-empty when the maps refuse")
     test: linemap.Line | None = None
-    regexes: list[str] | None = []
     if line:
         by_methods = linemap.targets(compiled, console_check(compiled))
         regexes = linemap.regexes(by_methods, _QUERY_PART, quote, linemap.MAX_REGEXES)
@@ -295,7 +294,7 @@ def render(compiled: Compiled, name: str, status: int = 404, header: str = "",
         elif regexes is None:
             lines.extend((f"# no request-line test: its rules would need more than {linemap.MAX_REGEXES} regexes, tried "
                           "in turn for every request it does not take (linemap.MAX_REGEXES)", ""))
-    if test and regexes and len(regexes) > 1:
+    if test and test.count > 1:
         block("$request", f"{v}_line", [(r, '""') for r in regexes[1:]], f"{v}_deny",
               "the request-line test's second regex (a gate without the fast path tests the first): empty where it "
               "takes the request, else the chain's answer")
@@ -318,18 +317,19 @@ def render_gate(compiled: Compiled, name: str, status: int = 404, fast: FastPath
         "# Include inside every location that passes requests to the app.",
         *intercept_lines(intercept_errors),
     ]
-    summary = ""
-    if line is not None and (fast is None or (fast.jit and line.count == 1)):
-        # with pcre_jit on, one JIT-compiled regex in the location costs less than the nested locations, whose tree
-        # NGINX walks and whose own regex it runs: +1.1K instead of +1.2-1.4K instructions per request, and none of
-        # their memory (bench/README.md, session 11)
+    # with pcre_jit on, one JIT-compiled regex in the location costs less than the nested locations, whose tree
+    # NGINX walks and whose own regex it runs: +1.1K instead of +1.2-1.4K instructions per request, and none of
+    # their memory (bench/README.md, session 11)
+    tested = line is not None and (fast is None or (fast.jit and line.count == 1))
+    if tested:
         gate += linemap.gate_lines(line, v, int(status))
-        if fast is not None:
-            summary = (f"request-line test: {line.rules} rules in one regex in location {fast.parent} (pcre_jit on: "
-                       "cheaper than nested locations)")
     else:
         gate.append(f"if ({v}_allow = 0) {{ return {int(status)}; }}")
-    if fast is not None and not summary:
+    summary = ""
+    if tested and fast is not None:
+        summary = (f"request-line test: {line.rules} rules in one regex in location {fast.parent} (pcre_jit on: "
+                   "cheaper than nested locations)")
+    elif fast is not None:
         nested, count, prefixes, exacts, direct = render_locations(compiled, fast, app_id(name), status, quote,
                                                                    console_check(compiled), strict_paths,
                                                                    bool(intercept_errors))
