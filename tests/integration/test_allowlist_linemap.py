@@ -63,3 +63,31 @@ def test_several_locations_through_one_gate_file_read_the_request_line_map(demo_
     again = manage.managed(str(conf_d / "app.allowlist.conf"), app=APP, cwd=str(repo / "tests" / "apps"),
                            config=str(ngx.conf), upstream=f"127.0.0.1:{demo_app.port}")
     assert again["result"] is True and again["changes"] == {}, again
+
+
+def test_with_pcre_jit_one_location_gets_the_request_line_test_instead_of_nested_locations(demo_app, repo, tmp_path):
+    """With ``pcre_jit on`` in the configuration and rules that fit one regex, the state writes the request-line test
+    into the gate and no nested locations (``render_gate``): real NGINX answers the app's routes and refuses the rest
+    as the map chain does, and the second run changes nothing."""
+    port = free_port()
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    gate = conf_d / "app.allowlist.gate"
+    app = f"proxy_pass http://127.0.0.1:{demo_app.port};"
+    ngx = Nginx(tmp_path, f"    include {conf_d}/app.allowlist.conf;\n"
+                          f"    server {{ listen 127.0.0.1:{port};\n"
+                          f"        location / {{ include {gate}; {app} }}\n    }}", main_extra="pcre_jit on;")
+    kwargs = dict(app=APP, cwd=str(repo / "tests" / "apps"), config=str(ngx.conf), upstream=f"127.0.0.1:{demo_app.port}")
+    ret = manage.managed(str(conf_d / "app.allowlist.conf"), **kwargs)
+    assert ret["result"] is True, ret["comment"]
+    assert "request-line test:" in ret["comment"] and "pcre_jit on: cheaper than nested locations" in ret["comment"]
+    text = gate.read_text()
+    assert 'if ($request !~ "^' in text and "\nlocation" not in text
+    ngx.start(port)
+    try:
+        got = {(m, t): request(port, m, t)[:2] for m, t in EXPECTED}
+    finally:
+        ngx.stop()
+    assert got == EXPECTED
+    again = manage.managed(str(conf_d / "app.allowlist.conf"), **kwargs)
+    assert again["result"] is True and again["changes"] == {}, again
