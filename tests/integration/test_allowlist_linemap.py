@@ -30,6 +30,18 @@ EXPECTED = {
 }
 
 
+def _answers_then_second_run(ngx: Nginx, port: int, conf_d, **kwargs) -> None:
+    """The app's routes through ``ngx`` answer as ``EXPECTED``, and the state's second run changes nothing."""
+    ngx.start(port)
+    try:
+        got = {(m, t): request(port, m, t)[:2] for m, t in EXPECTED}
+    finally:
+        ngx.stop()
+    assert got == EXPECTED
+    again = manage.managed(str(conf_d / "app.allowlist.conf"), **kwargs)
+    assert again["result"] is True and again["changes"] == {}, again
+
+
 @pytest.mark.parametrize("copies", [False, True], ids=["one gate file", "a copy per location"])
 def test_several_locations_through_one_gate_file_read_the_request_line_map(demo_app, repo, tmp_path, copies):
     port = free_port()
@@ -42,8 +54,8 @@ def test_several_locations_through_one_gate_file_read_the_request_line_map(demo_
                           f"    server {{ listen 127.0.0.1:{port};\n"
                           f"        location / {{ include {gate}; {app} }}\n"
                           f"        location /files/ {{ include {second}; {app} }}\n    }}")
-    ret = manage.managed(str(conf_d / "app.allowlist.conf"), app=APP, cwd=str(repo / "tests" / "apps"),
-                         config=str(ngx.conf), upstream=f"127.0.0.1:{demo_app.port}")
+    kwargs = dict(app=APP, cwd=str(repo / "tests" / "apps"), config=str(ngx.conf), upstream=f"127.0.0.1:{demo_app.port}")
+    ret = manage.managed(str(conf_d / "app.allowlist.conf"), **kwargs)
     assert ret["result"] is True, ret["comment"]
     maps, gates = (conf_d / "app.allowlist.conf").read_text(), [gate.read_text(), open(second).read()]
     if copies:  # a fast path in each location, no gate without: no request-line test
@@ -53,16 +65,7 @@ def test_several_locations_through_one_gate_file_read_the_request_line_map(demo_
         assert 'set $phoenix_app_fast "";\nif ($request !~ "^' in gates[0] and "# request-line test" in gates[0]
         assert "if ($phoenix_app_fast) { return 404; }" in gates[0] and 'map "$phoenix_app_allow" $phoenix_app_deny' in maps
         assert "\nlocation" not in gates[0] and "2 locations include app.allowlist.gate" in ret["comment"]
-    ngx.start(port)
-    try:
-        got = {(m, t): request(port, m, t)[:2] for m, t in EXPECTED}
-    finally:
-        ngx.stop()
-    assert got == EXPECTED
-    # the state's second run changes nothing
-    again = manage.managed(str(conf_d / "app.allowlist.conf"), app=APP, cwd=str(repo / "tests" / "apps"),
-                           config=str(ngx.conf), upstream=f"127.0.0.1:{demo_app.port}")
-    assert again["result"] is True and again["changes"] == {}, again
+    _answers_then_second_run(ngx, port, conf_d, **kwargs)
 
 
 def test_with_pcre_jit_one_location_gets_the_request_line_test_instead_of_nested_locations(demo_app, repo, tmp_path):
@@ -83,11 +86,4 @@ def test_with_pcre_jit_one_location_gets_the_request_line_test_instead_of_nested
     assert "request-line test:" in ret["comment"] and "pcre_jit on: cheaper than nested locations" in ret["comment"]
     text = gate.read_text()
     assert 'if ($request !~ "^' in text and "\nlocation" not in text
-    ngx.start(port)
-    try:
-        got = {(m, t): request(port, m, t)[:2] for m, t in EXPECTED}
-    finally:
-        ngx.stop()
-    assert got == EXPECTED
-    again = manage.managed(str(conf_d / "app.allowlist.conf"), **kwargs)
-    assert again["result"] is True and again["changes"] == {}, again
+    _answers_then_second_run(ngx, port, conf_d, **kwargs)
